@@ -1,0 +1,105 @@
+"""The ``tagserver`` command: ``serve``, ``validate``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tagserver import __version__
+from tagserver.exceptions import ConfigError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tagserver", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"tagserver {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the production server")
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--tags", type=Path, help="container folder (default: TAGSERVER_TAGS or ./tags)"
+    )
+    serve.add_argument("--workers", type=int, default=1)
+
+    validate = sub.add_parser("validate", help="check a container folder; exit 1 on any problem")
+    validate.add_argument("directory", nargs="?", type=Path, default=None)
+
+    demo = sub.add_parser("demo", help="serve the example container with a recording sandbox")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8080)
+    demo.add_argument(
+        "--once",
+        action="store_true",
+        help="exit after showing the sample hit (for scripts and tests)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (0 ok, 1 invalid configuration, 2 usage)."""
+    args = _parser().parse_args(argv)
+    if args.command == "serve":
+        return _serve(args)
+    if args.command == "validate":
+        return _validate(args.directory)
+    if args.command == "demo":
+        from tagserver.demo import run_demo
+
+        return run_demo(host=args.host, port=args.port, once=args.once)
+    return 2
+
+
+def _print_config_error(exc: ConfigError) -> None:
+    print(f"tagserver: {len(exc.issues)} configuration problem(s):", file=sys.stderr)
+    for issue in exc.issues:
+        print(f"  {issue}", file=sys.stderr)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from tagserver.container.loader import load_container
+    from tagserver.logs import configure_logging
+    from tagserver.settings import load_settings
+
+    if args.tags is not None:
+        os.environ["TAGSERVER_TAGS"] = str(args.tags)
+    try:
+        settings = load_settings(os.environ)
+        load_container(settings.tags_dir, environ=os.environ)  # fail fast, before binding
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    configure_logging(settings.log_level)
+    uvicorn.run(
+        "tagserver.app:app_from_environment",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+    )
+    return 0
+
+
+def _validate(directory: Path | None) -> int:
+    from tagserver.container.loader import load_container
+    from tagserver.settings import load_settings
+
+    try:
+        settings = load_settings(os.environ)
+        folder = directory or settings.tags_dir
+        container = load_container(folder, environ=os.environ)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    print(f"{folder}: {len(container.tags)} tag(s) valid, version {container.version}")
+    return 0

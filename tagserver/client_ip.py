@@ -1,0 +1,104 @@
+"""The visitor's IP address behind proxies (REFERENCE §5).
+
+Walk ``X-Forwarded-For`` from the right while the hop is a trusted proxy; the first untrusted
+address is the client. The leftmost entry is written by the client and never believed on its own.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Addresses that can never be a visitor's public address. ``is_private`` is not used: in Python it
+# also covers the documentation ranges (192.0.2.0/24, 203.0.113.0/24, 2001:db8::/32).
+_NOT_PUBLIC: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(n)
+    for n in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """Parse one address as proxies write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``[2001:db8::1]:443``,
+    ``2001:db8::1``, ``::ffff:1.2.3.4`` (unmapped to IPv4), with an optional ``%zone`` dropped.
+
+    Returns ``None`` for anything else (``unknown``, garbage, empty).
+    """
+    text = text.strip().strip('"')
+    if not text or len(text) > 64:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0:
+            return None
+        text = text[1:end]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    text = text.split("%", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def is_public(address: IPAddress) -> bool:
+    """True when ``address`` can be a visitor's address on the internet (not loopback, RFC 1918,
+    CGNAT, link-local, ULA, multicast or unspecified)."""
+    return not any(
+        address in network for network in _NOT_PUBLIC if address.version == network.version
+    )
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address in network for network in proxies if address.version == network.version)
+
+
+def resolve_client_ip(
+    peer: str | None,
+    forwarded_for: Iterable[str],
+    *,
+    trusted_proxies: Sequence[IPNetwork],
+) -> IPAddress | None:
+    """The client address of one request.
+
+    ``peer`` is the socket peer's host, ``forwarded_for`` every ``X-Forwarded-For`` header value in
+    order (several headers are joined). When the peer is not a trusted proxy it is the client. Else
+    the hops are walked from the right, skipping trusted proxies; the first untrusted valid hop is
+    the client. An unparsable hop stops the walk (nothing to its left can be trusted): ``None``.
+    When every hop is trusted, the leftmost is taken. Never raises.
+    """
+    peer_ip = parse_ip(peer) if peer else None
+    if peer_ip is None:
+        return None
+    if not _trusted(peer_ip, trusted_proxies):
+        return peer_ip
+    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    client = peer_ip
+    for hop in reversed(hops):
+        address = parse_ip(hop)
+        if address is None:
+            return None
+        client = address
+        if not _trusted(address, trusted_proxies):
+            return address
+    return client

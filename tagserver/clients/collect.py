@@ -1,0 +1,182 @@
+"""The ``collect`` client: parses a ``POST /e`` body of the browser client into a :class:`CollectHit`.
+
+The body follows Meta's server event (DESIGN.md "Public contract"). Every problem is reported at
+once in a :class:`~tagserver.exceptions.HitRejected` (answered 400 with the JSON error shape).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from tagserver.consent import GRANTED, Consent, parse_consent
+from tagserver.exceptions import HitRejected
+
+MAX_NAME_LENGTH = 100
+MAX_ID_LENGTH = 200
+MAX_URL_LENGTH = 4096
+#: Clocks more than this far ahead (seconds) are not believed: the receive time is used instead.
+MAX_FUTURE_S = 60
+#: A timestamp at or above this is in milliseconds (13 digits), below it in seconds.
+MS_THRESHOLD = 10**12
+
+
+@dataclass(frozen=True)
+class CollectHit:
+    """A parsed hit. ``event_id`` is ``None`` when the page sent none (the server mints one);
+    ``event_time`` is unix seconds, already corrected for milliseconds and fast clocks."""
+
+    event_name: str
+    event_id: str | None
+    event_time: int
+    event_source_url: str | None = None
+    referrer_url: str | None = None
+    custom_data: dict[str, Any] = field(default_factory=dict)
+    user_data: dict[str, Any] = field(default_factory=dict)
+    consent: Consent = GRANTED
+
+
+def decode_json_body(body: bytes) -> dict[str, Any]:
+    """UTF-8 JSON object from ``body``; raises :class:`HitRejected` for invalid UTF-8, malformed
+    JSON (with line and column) or a value that is not an object."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HitRejected(
+            "body is not valid UTF-8",
+            errors=[{"field": "body", "message": f"invalid byte at offset {exc.start}"}],
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise HitRejected(
+            "body is not valid JSON",
+            errors=[
+                {"field": "body", "message": f"{exc.msg} at line {exc.lineno} column {exc.colno}"}
+            ],
+        ) from None
+    except RecursionError:
+        raise HitRejected(
+            "body is nested too deeply", errors=[{"field": "body", "message": "too deep"}]
+        ) from None
+    if not isinstance(data, dict):
+        raise HitRejected(
+            "body must be a JSON object",
+            errors=[{"field": "body", "message": f"expected an object, got {type(data).__name__}"}],
+        )
+    return data
+
+
+def parse_event_time(raw: object, *, now: float) -> int:
+    """Unix seconds from ``raw`` (seconds, or milliseconds when 13 digits; int, float or digit
+    string); ``None`` → ``now``; more than 60 s ahead → ``now``. Raises ``ValueError`` otherwise."""
+    if raw is None:
+        return int(now)
+    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+        raise ValueError("expected unix seconds as a number")
+    if isinstance(raw, str):
+        if not raw.strip().isdigit():
+            raise ValueError("expected unix seconds as a number")
+        raw = int(raw.strip())
+    if not math.isfinite(raw) or raw <= 0:
+        raise ValueError("expected a positive unix time")
+    seconds = raw / 1000 if raw >= MS_THRESHOLD else raw
+    if seconds > now + MAX_FUTURE_S:
+        return int(now)
+    return int(seconds)
+
+
+def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
+    """Parse and check one hit body; ``now`` (unix seconds) defaults to the current time.
+
+    Raises :class:`HitRejected` with every field error (``{"field", "message"}``).
+    """
+    data = decode_json_body(body)
+    now = time.time() if now is None else now
+    errors: list[dict[str, str]] = []
+
+    def bad(name: str, message: str) -> None:
+        errors.append({"field": name, "message": message})
+
+    name = data.get("event_name")
+    if not isinstance(name, str) or not name.strip():
+        bad("event_name", 'required: a non-empty string such as "Purchase" or "page_view"')
+    elif len(name) > MAX_NAME_LENGTH or not name.isprintable():
+        bad("event_name", f"at most {MAX_NAME_LENGTH} printable characters")
+
+    raw_id = data.get("event_id")
+    event_id: str | None = None
+    if raw_id is None:
+        pass
+    elif isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+        bad("event_id", "expected a string (or an integer), kept exactly as sent")
+    else:
+        event_id = raw_id if isinstance(raw_id, str) else str(raw_id)
+        if not event_id or len(event_id) > MAX_ID_LENGTH or not event_id.isprintable():
+            bad("event_id", f"1 to {MAX_ID_LENGTH} printable characters")
+
+    event_time = int(now)
+    try:
+        event_time = parse_event_time(data.get("event_time"), now=now)
+    except ValueError as exc:
+        bad("event_time", str(exc))
+
+    urls: dict[str, str | None] = {}
+    for key in ("event_source_url", "referrer_url"):
+        value = data.get(key)
+        if value is None or value == "":
+            urls[key] = None
+        elif not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+            bad(key, f"expected a URL string of at most {MAX_URL_LENGTH} characters")
+        elif not value.startswith(("https://", "http://")):
+            bad(key, "expected an absolute http(s) URL")
+        else:
+            urls[key] = value
+
+    objects: dict[str, dict[str, Any]] = {}
+    for key in ("custom_data", "user_data"):
+        value = data.get(key)
+        if value is None:
+            objects[key] = {}
+        elif not isinstance(value, dict):
+            bad(key, "expected an object")
+        else:
+            objects[key] = value
+    for key, value in objects.get("user_data", {}).items():
+        if not _is_user_value(value):
+            bad(f"user_data.{key}", "expected a string, a number or a list of them")
+
+    consent = GRANTED
+    try:
+        consent = parse_consent(data.get("consent"))
+    except HitRejected as exc:
+        errors.extend(exc.errors)
+
+    if errors:
+        raise HitRejected("invalid event", errors=errors)
+    assert isinstance(name, str)
+    return CollectHit(
+        event_name=name.strip(),
+        event_id=event_id,
+        event_time=event_time,
+        event_source_url=urls.get("event_source_url"),
+        referrer_url=urls.get("referrer_url"),
+        custom_data=objects["custom_data"],
+        user_data=objects["user_data"],
+        consent=consent,
+    )
+
+
+def _is_user_value(value: object) -> bool:
+    if isinstance(value, list):
+        return len(value) <= 20 and all(_is_scalar(item) for item in value)
+    return _is_scalar(value) or value is None
+
+
+def _is_scalar(value: object) -> bool:
+    return isinstance(value, str | int | float) and not isinstance(value, bool)

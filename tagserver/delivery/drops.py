@@ -1,0 +1,46 @@
+"""Counts every event or field that did not reach its destination, by a reason from a closed list."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from typing import Literal, get_args
+
+log = logging.getLogger("tagserver.delivery")
+
+DropReason = Literal[
+    "too_old",  # event_time over Meta's age limit: Meta would reject the batch
+    "missing_purchase_data",  # Purchase without value or currency (Meta 2804009)
+    "invalid_field",  # one field removed, the event still sent
+    "rejected",  # the destination refused it permanently (bad payload, token, permissions)
+    "retries_exhausted",  # transient failures until the attempt limit
+    "queue_full",  # the in-memory queue was at its bound
+    "shutdown",  # still undelivered when the drain timeout ended
+    "tag_error",  # a tag raised while building: a bug, logged with the tag's name
+]
+DROP_REASONS: tuple[str, ...] = get_args(DropReason)
+
+
+class DropCounter:
+    """Thread-safe counts of drops per ``(destination, reason)``; each drop is also logged."""
+
+    def __init__(self) -> None:
+        self._counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
+
+    def count(self, destination: str, reason: DropReason | str, detail: str, n: int = 1) -> None:
+        """Record ``n`` drops; ``detail`` is logged and must hold no raw personal data."""
+        if reason not in DROP_REASONS:
+            raise ValueError(f"unknown drop reason {reason!r}; expected one of {DROP_REASONS}")
+        with self._lock:
+            self._counts[(destination, reason)] += n
+        log.warning(
+            "dropped",
+            extra={"destination": destination, "reason": reason, "detail": detail, "count": n},
+        )
+
+    def snapshot(self) -> dict[str, int]:
+        """``{"<destination>/<reason>": count}``."""
+        with self._lock:
+            return {f"{d}/{r}": n for (d, r), n in sorted(self._counts.items())}

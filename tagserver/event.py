@@ -1,0 +1,37 @@
+"""One event as the container sees it: the hit's fields plus its request context.
+
+Names follow Meta's server event (``event_name``, ``event_id``, ``event_time``,
+``event_source_url``, ``custom_data``, ``user_data``) and server-side GTM's event data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from tagserver.consent import GRANTED, Consent
+
+
+@dataclass(frozen=True)
+class Event:
+    """An accepted event.
+
+    ``event_time`` and ``received_at`` are unix seconds. ``user_data`` is the raw customer
+    information as sent (hashed only when a tag builds its request); ``client_ip`` is the resolved
+    public address or ``None``; ``fbp``/``fbc`` are validated cookie values.
+    """
+
+    event_name: str
+    event_id: str
+    event_time: int
+    received_at: float
+    event_source_url: str | None = None
+    referrer_url: str | None = None
+    custom_data: Mapping[str, object] = field(default_factory=dict)
+    user_data: Mapping[str, object] = field(default_factory=dict)
+    consent: Consent = GRANTED
+    client_ip: str | None = None
+    user_agent: str | None = None
+    fbp: str | None = None
+    fbc: str | None = None
+    visitor_id: str | None = None

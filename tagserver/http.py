@@ -1,0 +1,87 @@
+"""HTTP helpers shared by the clients: the JSON error shape, body limits and CORS (REFERENCE §3)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from tagserver.exceptions import HitRejected, PayloadTooLarge, UnsupportedMediaType
+
+_BODY_TYPES = ("application/json", "text/plain")
+
+
+def error_response(exc: HitRejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """DESIGN.md's error shape: ``{"ok": false, "error", "errors": [...], "status"}``, no-store."""
+    return JSONResponse(
+        {"ok": False, "error": exc.error, "errors": exc.errors, "status": exc.status},
+        status_code=exc.status,
+        headers={"cache-control": "no-store", **(headers or {})},
+    )
+
+
+def check_body_type(request: Request) -> None:
+    """Accept JSON sent as ``application/json`` or ``text/plain`` (sendBeacon, no preflight), or
+    with no Content-Type; raises :class:`UnsupportedMediaType` otherwise."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type and content_type not in _BODY_TYPES:
+        raise UnsupportedMediaType(
+            "unsupported Content-Type",
+            errors=[
+                {
+                    "field": "content-type",
+                    "message": "send the JSON body as application/json or text/plain",
+                }
+            ],
+        )
+
+
+async def read_body(request: Request, *, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes; raises :class:`PayloadTooLarge` (413) past it,
+    without reading the rest."""
+    declared = request.headers.get("content-length", "")
+    too_large = PayloadTooLarge(
+        "body too large", errors=[{"field": "body", "message": f"at most {limit} bytes"}]
+    )
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def origin_allowed(origin: str, *, host: str | None, allowed: Sequence[str]) -> bool:
+    """True when ``origin`` is in the allow-list or is the request's own origin (a same-origin
+    path mount, whatever scheme the proxy in front speaks). ``null`` is never allowed."""
+    if origin in allowed:
+        return True
+    if origin == "null" or not host:
+        return False
+    parts = urlsplit(origin)
+    return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+
+
+def cors_headers(origin: str) -> dict[str, str]:
+    """Credentialed CORS for one allowed origin: the exact origin echoed, never ``*``."""
+    return {
+        "access-control-allow-origin": origin,
+        "access-control-allow-credentials": "true",
+        "vary": "Origin",
+    }
+
+
+def preflight_headers(origin: str) -> dict[str, str]:
+    """Answer to an allowed ``OPTIONS`` preflight (cached by the browser for a day)."""
+    return {
+        **cors_headers(origin),
+        "access-control-allow-methods": "POST, OPTIONS",
+        "access-control-allow-headers": "content-type",
+        "access-control-max-age": "86400",
+    }

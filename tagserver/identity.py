@@ -1,0 +1,220 @@
+"""First-party identity cookies: Meta's ``_fbp``/``_fbc`` and the server's own visitor id.
+
+Rules from REFERENCE §1 (fbc/fbp, after Meta's "fbp and fbc parameters" doc) and §3 (cookies):
+cookie Domain is the registrable domain (eTLD+1, Public Suffix List with its private section) of a
+configured site domain; ``subdomainIndex`` is that domain's label count minus one; every cookie is
+``Secure; SameSite=Lax; Path=/``; ``_fbp``/``_fbc`` are readable by script, the visitor id is
+HttpOnly and signed.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+import secrets
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from itsdangerous import BadSignature, Signer
+from publicsuffixlist import PublicSuffixList
+
+#: ``fb.<subdomainIndex>.<creation time>.<random>`` plus an optional Parameter Builder appendix.
+FBP_RE = re.compile(r"^fb\.\d\.\d{10,13}\.\d{1,20}(\.[A-Za-z0-9_-]{2,8})?$")
+#: ``fb.<subdomainIndex>.<creation time>.<fbclid>`` plus an optional appendix.
+FBC_RE = re.compile(r"^fb\.\d\.\d{10,13}\.[A-Za-z0-9_-]{1,500}(\.[A-Za-z0-9_-]{2,8})?$")
+#: What Meta's click ids look like; anything else is not copied into a cookie.
+FBCLID_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
+_HOST_RE = re.compile(r"^[a-z0-9.-]{1,253}$")
+_VISITOR_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+
+VISITOR_ID_SALT = "tagserver.visitor-id"
+
+
+@functools.cache
+def _psl() -> PublicSuffixList:
+    return PublicSuffixList()
+
+
+@dataclass(frozen=True)
+class CookieScope:
+    """Where identity cookies of one request live.
+
+    ``domain`` is the ``Domain`` attribute (``None``: a host-only cookie, for ``localhost`` or a
+    bare IP), ``subdomain_index`` the ``fb.<index>.`` value for cookies built here.
+    """
+
+    domain: str | None
+    subdomain_index: int
+
+
+@dataclass(frozen=True)
+class CookieSpec:
+    """One ``Set-Cookie`` to send: always ``Secure; SameSite=Lax; Path=/``; ``max_age`` in seconds."""
+
+    name: str
+    value: str
+    max_age: int
+    domain: str | None
+    httponly: bool
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The identifiers of one hit and the cookies that (re)store them."""
+
+    fbp: str | None
+    fbc: str | None
+    visitor_id: str | None
+    cookies: tuple[CookieSpec, ...]
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+def registrable_domain(host: str) -> str | None:
+    """eTLD+1 of ``host`` by the Public Suffix List (``www.example.co.uk`` → ``example.co.uk``);
+    ``None`` for a public suffix itself, ``localhost`` or an IP address."""
+    host = host.lower().rstrip(".")
+    if _is_ip(host):
+        return None
+    result = _psl().privatesuffix(host)
+    return result if isinstance(result, str) else None
+
+
+def resolve_cookie_scope(host: str | None, site_domains: Sequence[str]) -> CookieScope | None:
+    """The cookie scope for a request to ``host`` (the ``Host`` header, port allowed).
+
+    The host must be one of ``site_domains`` or share its registrable domain with one; the Domain
+    attribute is then that registrable domain taken from the configuration, never from the request.
+    A host without a registrable domain (``localhost``, an IP) must equal a site domain and gets a
+    host-only cookie. Anything else: ``None`` (no cookies are set).
+    """
+    if not host:
+        return None
+    host = host.lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.split(":", 1)[0]
+    host = host.rstrip(".")
+    if not host or not (_HOST_RE.match(host) or ":" in host):
+        return None
+    host_domain = registrable_domain(host)
+    for site in site_domains:
+        site_domain = registrable_domain(site)
+        if site_domain is None:
+            if host == site:
+                # a bare IP has no labels to count: 1, as for a value built without a cookie
+                index = 1 if _is_ip(host) else host.count(".")
+                return CookieScope(domain=None, subdomain_index=index)
+        elif host_domain == site_domain:
+            return CookieScope(domain=site_domain, subdomain_index=site_domain.count("."))
+    return None
+
+
+def fbclid_from_url(url: str | None) -> str | None:
+    """The ``fbclid`` query parameter of ``url``, byte-for-byte (no percent-decoding, no case change).
+
+    Returns ``None`` when absent, empty or not shaped like a Meta click id.
+    """
+    if not url or "fbclid=" not in url:
+        return None
+    query = urlsplit(url).query
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if name == "fbclid" and FBCLID_RE.match(value):
+            return value
+    return None
+
+
+def fbclid_of_fbc(fbc: str) -> str:
+    """The click id inside a valid ``fbc`` value: its 4th dot-segment (an appendix may follow)."""
+    return fbc.split(".")[3]
+
+
+def new_fbp(*, subdomain_index: int, now_ms: int) -> str:
+    """A fresh ``_fbp``: ``fb.<index>.<now ms>.<random 0..2^31-1>``."""
+    return f"fb.{subdomain_index}.{now_ms}.{secrets.randbelow(2**31)}"
+
+
+def build_fbc(fbclid: str, *, subdomain_index: int, now_ms: int) -> str:
+    """``_fbc`` from a click id: ``fb.<index>.<now ms>.<fbclid>``; the time is in milliseconds."""
+    return f"fb.{subdomain_index}.{now_ms}.{fbclid}"
+
+
+def visitor_cookie_name(scope: CookieScope) -> str:
+    """``__Host-tsid`` for a host-only cookie, ``__Secure-tsid`` when a Domain is set (RFC 6265bis)."""
+    return "__Host-tsid" if scope.domain is None else "__Secure-tsid"
+
+
+def resolve_identity(
+    cookies: Mapping[str, str],
+    *,
+    page_url: str | None,
+    referrer_url: str | None,
+    scope: CookieScope | None,
+    ad_storage: bool,
+    analytics_storage: bool,
+    signer: Signer,
+    now_ms: int,
+    max_age: int,
+) -> Identity:
+    """Read, mint and refresh the identity of one hit.
+
+    ``_fbp`` is kept when valid, minted when missing; ``_fbc`` is built from the ``fbclid`` of
+    ``page_url`` (else ``referrer_url``) and replaced only when a different click id arrives; a
+    malformed value is ignored and never written back. With ``ad_storage`` refused no Meta cookie is
+    read or set; with ``analytics_storage`` refused no visitor id. With no ``scope`` (a host that is
+    not ours) nothing is set and no ``_fbp`` is minted. ``now_ms`` is unix time in milliseconds,
+    ``max_age`` the cookie lifetime in seconds. Never raises.
+    """
+    out: list[CookieSpec] = []
+    fbp: str | None = None
+    fbc: str | None = None
+    index = scope.subdomain_index if scope is not None else 1
+    domain = scope.domain if scope is not None else None
+
+    if ad_storage:
+        fbp = cookies.get("_fbp")
+        if fbp is not None and not FBP_RE.match(fbp):
+            fbp = None
+        if fbp is None and scope is not None:
+            fbp = new_fbp(subdomain_index=index, now_ms=now_ms)
+        fbc = cookies.get("_fbc")
+        if fbc is not None and not FBC_RE.match(fbc):
+            fbc = None
+        fbclid = fbclid_from_url(page_url) or fbclid_from_url(referrer_url)
+        if fbclid is not None and (fbc is None or fbclid_of_fbc(fbc) != fbclid):
+            fbc = build_fbc(fbclid, subdomain_index=index, now_ms=now_ms)
+        if scope is not None:
+            for name, value in (("_fbp", fbp), ("_fbc", fbc)):
+                if value is not None:
+                    out.append(CookieSpec(name, value, max_age, domain, httponly=False))
+
+    visitor_id: str | None = None
+    if analytics_storage and scope is not None:
+        name = visitor_cookie_name(scope)
+        visitor_id = _unsign_visitor_id(signer, cookies.get(name))
+        if visitor_id is None:
+            visitor_id = uuid.uuid4().hex
+        signed = signer.sign(visitor_id).decode("ascii")
+        out.append(CookieSpec(name, signed, max_age, domain, httponly=True))
+    return Identity(fbp=fbp, fbc=fbc, visitor_id=visitor_id, cookies=tuple(out))
+
+
+def _unsign_visitor_id(signer: Signer, raw: str | None) -> str | None:
+    if not raw or len(raw) > 200:
+        return None
+    try:
+        value = signer.unsign(raw).decode("ascii", "replace")
+    except BadSignature:
+        return None
+    return value if _VISITOR_ID_RE.match(value) else None

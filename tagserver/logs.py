@@ -1,0 +1,94 @@
+"""Structured JSON logs, one object per line on stderr.
+
+Loggers: ``tagserver.access`` (one line per request: method, path without query, status, ms),
+``tagserver.delivery``, ``tagserver.container``, ``tagserver.settings``. A last-line redaction masks
+anything shaped like an e-mail address or a Meta access token, in case a value slipped through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from typing import Any
+
+_STANDARD = frozenset(
+    logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
+    | {"message", "asctime", "taskName"}
+)
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_TOKEN_RE = re.compile(r"\bEAA[A-Za-z0-9_-]{8,}")
+
+
+def redact(text: str) -> str:
+    """Mask e-mail addresses and Meta access tokens (``EAA...``) in ``text``."""
+    return _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", text))
+
+
+class JsonFormatter(logging.Formatter):
+    """Formats a record as ``{"ts", "level", "logger", "msg", ...extra}``; ``ts`` is unix seconds."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+def configure_logging(level: str) -> None:
+    """Send ``tagserver.*`` and ``uvicorn.error`` logs as JSON lines to stderr at ``level``."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    for name in ("tagserver", "uvicorn.error", "uvicorn"):
+        logger = logging.getLogger(name)
+        logger.handlers[:] = [handler]
+        logger.setLevel(level.upper())
+        logger.propagate = False
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+class AccessLogMiddleware:
+    """ASGI middleware logging one ``tagserver.access`` line per HTTP request (no query string,
+    which may carry personal data)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.log = logging.getLogger("tagserver.access")
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if self.log.isEnabledFor(logging.INFO):
+                self.log.info(
+                    "request",
+                    extra={
+                        "method": scope["method"],
+                        "path": scope["path"][:200],
+                        "status": status,
+                        "ms": round((time.perf_counter() - start) * 1000, 2),
+                    },
+                )

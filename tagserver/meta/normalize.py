@@ -1,0 +1,459 @@
+"""Normalisation and SHA-256 hashing of Meta's customer information parameters.
+
+Source: Meta developer docs, Conversions API, "Customer Information Parameters" (REFERENCE §1).
+Each ``normalize_*`` function returns the exact string that gets hashed, or ``None`` when the value
+cannot be used (a bad value drops that key, never the event). :func:`hash_user_data` applies them
+to a whole ``user_data`` mapping. Country, subdivision and currency tables come from
+``pycountry``, phone metadata from ``phonenumbers``; only small word tables live in
+:mod:`tagserver.meta._tables`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
+from datetime import UTC, date, datetime
+
+import phonenumbers
+import pycountry  # type: ignore[import-untyped,unused-ignore]
+
+from tagserver.meta._tables import (
+    COMMA_DECIMAL_LANGUAGES,
+    COUNTRY_ALIASES,
+    DOT_DECIMAL_LOCALES,
+    GENDER_WORDS,
+)
+
+HASHED_KEYS: tuple[str, ...] = (
+    "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
+)  # fmt: skip
+
+#: Longest single input value accepted by :func:`hash_user_data` (characters).
+MAX_VALUE_LENGTH = 512
+
+#: Characters removed by JavaScript's ``String.prototype.trim`` (WhiteSpace + LineTerminator).
+JS_TRIM_CHARS = (
+    "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+)
+_TRIM = JS_TRIM_CHARS + "\x1c\x1d\x1e\x1f\x85"  # JS trim plus the rest of Python's whitespace
+
+_PREHASHED = re.compile(r"\s*[0-9a-fA-F]{64}(?:\.[A-Za-z0-9_-]{2,8})?\s*")
+_ASCII_DROP = re.compile(r"[^a-z0-9]+")
+_ZIP_US = re.compile(r"[0-9]{5}(?:[0-9]{4})?")
+_DIGITS = re.compile(r"[0-9]+")
+_DATE_YMD = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
+_DATE_COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_DATE_XXY = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
+_NUM_MACHINE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
+_NUM_COMMA_PLAIN = re.compile(r"[+-]?[0-9]+(?:,[0-9]+)?")
+_NUM_COMMA_GROUPED = re.compile(
+    r"[+-]?[0-9]{1,3}([. \u00a0\u202f])[0-9]{3}(?:\1[0-9]{3})*(?:,[0-9]+)?"
+)
+_NUM_DOT_GROUPED = re.compile(r"[+-]?[0-9]{1,3}([,'\u2019])[0-9]{3}(?:\1[0-9]{3})*(?:\.[0-9]+)?")
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_NOT_CURRENCIES = frozenset({"XXX", "XTS"})  # ISO 4217 "no currency" and "testing" codes
+
+
+def sha256_hex(text: str) -> str:
+    """Lowercase hex SHA-256 of ``text`` encoded as UTF-8 (Meta: "hash with SHA-256")."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def is_prehashed(value: str) -> bool:
+    """Whether ``value`` already is a SHA-256 hex digest and must not be hashed again.
+
+    64 hex digits in any case, surrounding whitespace allowed, optionally followed by the
+    ``.<appendix>`` (2..8 of ``[A-Za-z0-9_-]``) that Meta's Parameter Builder appends.
+    """
+    return _PREHASHED.fullmatch(value) is not None
+
+
+def _passthrough(value: str) -> str:
+    """A pre-hashed value as sent: stripped, digest lowercased, appendix kept as it is."""
+    digest, dot, appendix = value.strip().partition(".")
+    return digest.lower() + dot + appendix
+
+
+def _fold_text(value: str) -> str:
+    """NFC, ``str.lower`` and removal of punctuation, symbols, separators and control/format
+    characters (Unicode categories P*, S*, Z*, C*); letters, marks and digits of every script
+    stay."""
+    if value.isascii():
+        return _ASCII_DROP.sub("", value.lower())
+    text = unicodedata.normalize("NFC", value).lower()
+    text = "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PSZC")
+    return unicodedata.normalize("NFC", text)
+
+
+def _key(value: str) -> str:
+    """A lookup key: accents removed, casefolded, only ASCII letters/digits and other letters."""
+    text = unicodedata.normalize("NFKD", value.strip())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+def normalize_email(value: str) -> str | None:
+    """``em``: trimmed, NFC, lowercase (Meta: "trim leading and trailing whitespace, lowercase").
+
+    ``None`` when empty or not plausibly an address: exactly one ``@`` with text on both sides
+    and no whitespace or control characters inside.
+    """
+    text = unicodedata.normalize("NFC", value.strip(_TRIM)).lower()
+    text = unicodedata.normalize("NFC", text)
+    local, at, domain = text.partition("@")
+    if not at or not local or not domain or "@" in domain:
+        return None
+    if any(unicodedata.category(ch)[0] in "ZC" for ch in text):
+        return None
+    return text
+
+
+def _parse_phone(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    try:
+        return phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+
+
+def normalize_phone(value: str, *, country: str | None) -> str | None:
+    """``ph``: digits with the country calling code, no ``+``, no leading ``00`` (E.164 digits).
+
+    Meta: "remove symbols, letters and leading zeros; always include the country code".
+    Parsed by ``phonenumbers``: ``+44 7700 900123``, ``0044 7700 900123`` and, with
+    ``country="GB"``, ``07700 900123`` all give ``447700900123``. ``country`` (ISO alpha-2, any
+    case, or any form :func:`normalize_country` knows) completes a national number; without it
+    a national number gives ``None``. A bare digit string ("447700900123") is also read as
+    Meta's own normalised form (country code included), so an output normalises to itself.
+    Numbers ``phonenumbers`` finds valid win; otherwise a possible length is enough (the
+    library's validity ranges lag behind new allocations). Else ``None``.
+    """
+    text = value.strip(_TRIM)
+    if not text or not any(ch.isdigit() for ch in text):
+        return None
+    alpha_2 = normalize_country(country) if country else None
+    strong: list[phonenumbers.PhoneNumber | None] = []  # valid first, in this order
+    weak: list[phonenumbers.PhoneNumber | None] = []  # then possible, in this order
+    if text.startswith("+"):
+        strong.append(_parse_phone(text, None))
+    else:
+        digits = "".join(ch for ch in text if ch.isdigit())
+        if alpha_2:
+            strong.append(_parse_phone(text, alpha_2.upper()))
+        if digits.startswith("00"):
+            strong.append(_parse_phone("+" + digits[2:], None))
+        elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
+            # A bare digit string is read as Meta's normalised form (country code included);
+            # when only a possible length decides, that reading goes first (idempotence).
+            implicit = _parse_phone("+" + digits, None)
+            strong.append(implicit)
+            weak.append(implicit)
+    numbers = [n for n in strong if n is not None]
+    for number in numbers:
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    for number in [n for n in weak if n is not None] + numbers:
+        if phonenumbers.is_possible_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return None
+
+
+def normalize_name(value: str) -> str | None:
+    """``fn``/``ln``: NFC, lowercase, no punctuation, symbols or spaces; ``None`` when empty.
+
+    Meta: "lowercase, no punctuation; UTF-8 characters are kept" (its example "Valéry" hashes
+    right only in NFC). ``str.lower`` is used, not ``casefold``: "Straße" stays "straße".
+    """
+    return _fold_text(value) or None
+
+
+def normalize_city(value: str) -> str | None:
+    """``ct``: lowercase with spaces and punctuation removed (Meta: "newyork"); else ``None``."""
+    return _fold_text(value) or None
+
+
+@functools.cache
+def _subdivision_table(alpha_2: str) -> dict[str, str]:
+    """Lookup key of a subdivision's name, code and full code -> its lowercase short code."""
+    table: dict[str, str] = {}
+    subdivisions = pycountry.subdivisions.get(country_code=alpha_2)  # type: ignore[no-untyped-call,unused-ignore]
+    for sub in subdivisions or ():
+        short = str(sub.code).split("-", 1)[1].lower()
+        for text in (short, str(sub.code), str(sub.name)):
+            table.setdefault(_key(text), short)
+    return table
+
+
+def normalize_state(value: str, *, country: str | None) -> str | None:
+    """``st``: US states and Canadian provinces as lowercase 2-letter codes, others folded.
+
+    Meta: "2-character ANSI abbreviation in lowercase for US states; elsewhere lowercase with
+    no punctuation, special characters or spaces". Names or codes ("California", "CA",
+    "US-CA", "Québec") map via ``pycountry.subdivisions``. For country ``us``/``ca`` an unknown
+    value gives ``None``; with ``country=None`` US then Canada are tried before folding.
+    """
+    key = _key(value)
+    if not key:
+        return None
+    alpha_2 = normalize_country(country) if country else None
+    if alpha_2 in ("us", "ca"):
+        return _subdivision_table(alpha_2.upper()).get(key)
+    if alpha_2 is None:
+        found = _subdivision_table("US").get(key) or _subdivision_table("CA").get(key)
+        if found:
+            return found
+    return _fold_text(value) or None
+
+
+def normalize_zip(value: str, *, country: str | None) -> str | None:
+    """``zp``: lowercase, no spaces or dashes; US ZIP and ZIP+4 give the first 5 digits.
+
+    Meta: "lowercase, no spaces, no dash; first 5 digits for US zip codes" ("M1 1AE" ->
+    "m11ae", "37221-3312" -> "37221"). The US rule applies for ``country`` us, or unknown when
+    the value is 5 or 9 digits. ``None`` when empty, not ASCII letters/digits, or (US) not a ZIP.
+    """
+    text = unicodedata.normalize("NFKC", value).lower()
+    text = "".join(
+        ch
+        for ch in text
+        if unicodedata.category(ch)[0] not in "ZC" and unicodedata.category(ch) != "Pd"
+    )
+    if not text or not (text.isascii() and text.isalnum()):
+        return None
+    alpha_2 = normalize_country(country) if country else None
+    if alpha_2 in ("us", None) and _ZIP_US.fullmatch(text):
+        return text[:5]
+    return None if alpha_2 == "us" else text
+
+
+@functools.cache
+def _country_table() -> dict[str, str]:
+    """Lookup key of every ISO code, name, official and common name, plus aliases -> alpha-2."""
+    table: dict[str, str] = {}
+    for c in pycountry.countries:
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            text = getattr(c, attr, None)
+            if text:
+                table.setdefault(_key(str(text)), str(c.alpha_2).lower())
+    for alias, alpha_2 in COUNTRY_ALIASES.items():
+        table.setdefault(_key(alias), alpha_2)
+    return table
+
+
+@functools.lru_cache(maxsize=1024)
+def normalize_country(value: str) -> str | None:
+    """``country``: ISO 3166-1 alpha-2 in lowercase (Meta: "us"), else ``None``.
+
+    Accepts alpha-2/alpha-3 codes and the English short, official and common names from
+    ``pycountry`` ("United States", "USA", "South Korea"), plus a short alias table of local and
+    colloquial names ("Deutschland", "España", "UK"). Exact matches only (case, accents and
+    punctuation ignored): no fuzzy search, no numeric codes.
+    """
+    return _country_table().get(_key(value))
+
+
+def normalize_date_of_birth(value: str, *, dayfirst: bool | None = None) -> str | None:
+    """``db``: ``YYYYMMDD`` (Meta: "19970216"), or ``None`` for impossible or ambiguous dates.
+
+    Layouts: ``1997-02-16``, ``1997/02/16``, ``1997.02.16``, ``19970216``; day and month before
+    the year as ``2/16/1997`` or ``16-02-1997`` (resolved only when one part exceeds 12 or both
+    are equal, unless ``dayfirst`` says the layout) and ``16.02.1997`` (dots: day first unless
+    ``dayfirst=False``). Years 1900 up to today (UTC); future dates are refused.
+    """
+    text = value.strip(_TRIM)
+    if m := _DATE_YMD.fullmatch(text) or _DATE_COMPACT.fullmatch(text):
+        groups = m.groups()
+        year, month, day = int(groups[0]), int(groups[-2]), int(groups[-1])
+    elif m := _DATE_XXY.fullmatch(text):
+        first, sep, second, year = int(m[1]), m[2], int(m[3]), int(m[4])
+        layout = dayfirst if dayfirst is not None else (True if sep == "." else None)
+        if layout is None:
+            if first == second or (first > 12 and second <= 12):
+                layout = True
+            elif second > 12 and first <= 12:
+                layout = False
+            else:
+                return None
+        day, month = (first, second) if layout else (second, first)
+    else:
+        return None
+    try:
+        born = date(year, month, day)
+    except ValueError:
+        return None
+    if born.year < 1900 or born > datetime.now(UTC).date():
+        return None
+    return born.strftime("%Y%m%d")
+
+
+@functools.cache
+def _gender_table() -> dict[str, str]:
+    return {_fold_text(word): code for word, code in GENDER_WORDS.items()}
+
+
+def normalize_gender(value: str) -> str | None:
+    """``ge``: ``"f"`` or ``"m"`` (Meta: "f for female, m for male"), else ``None``.
+
+    Case-insensitive words in several languages (female, woman, w, Frau, femme, mujer, Mr, ...);
+    anything else (including non-binary answers, which Meta's key cannot express) is ``None``.
+    """
+    return _gender_table().get(_fold_text(value))
+
+
+def normalize_external_id(value: str) -> str | None:
+    """``external_id``: the value trimmed, case KEPT; ``None`` when empty.
+
+    Meta: hashing is recommended, and the value must be identical on the Pixel and server
+    sides. Rule shared with the browser client: remove the characters JavaScript's
+    ``String.prototype.trim()`` removes (:data:`JS_TRIM_CHARS`), nothing else (ids are
+    case-sensitive), then SHA-256 the UTF-8 bytes. Numbers are their decimal string (``12345``).
+    """
+    return value.strip(JS_TRIM_CHARS) or None
+
+
+@functools.lru_cache(maxsize=256)
+def _known_currency(code: str) -> bool:
+    return code not in _NOT_CURRENCIES and pycountry.currencies.get(alpha_3=code) is not None
+
+
+def normalize_currency(value: object) -> str | None:
+    """``custom_data.currency``: ISO 4217 alpha code upper-cased ("eur" -> "EUR"), else ``None``.
+
+    Meta: "currency: ISO 4217 code". Codes ``pycountry`` does not know are refused, and so are
+    XXX (no currency) and XTS (testing): Meta would reject the event.
+    """
+    if not isinstance(value, str):
+        return None
+    code = value.strip(_TRIM).upper()
+    return code if _CURRENCY.fullmatch(code) and _known_currency(code) else None
+
+
+def _decimal_comma(locale: str) -> bool:
+    parts = re.split(r"[-_]", locale.strip(), maxsplit=1)
+    language = parts[0].lower()
+    region = parts[1].split(".")[0].upper() if len(parts) > 1 else ""
+    return language in COMMA_DECIMAL_LANGUAGES and f"{language}_{region}" not in DOT_DECIMAL_LOCALES
+
+
+def parse_value(value: object, *, locale: str | None = None) -> float | None:
+    """``custom_data.value`` as a finite float (Meta: "value: a number"), else ``None``.
+
+    Numbers (not bools) are taken as they are; strings in machine form (``"29.90"``, ``"-5"``)
+    always parse. Locale formatting is refused when ``locale`` is None (``"1.234,56"`` and
+    ``"1,234.56"`` are ambiguous); with a decimal-comma locale (``de``, ``de_DE``, ``fr``, ...)
+    ``"1.234,56"``, ``"1 234,56"`` and ``"29,90"`` parse, and a dot followed by exactly three
+    digit groups is a thousands separator (``"1.234"`` -> 1234.0); with a decimal-point locale
+    (``en``, ``en_US``, ``de_CH``, ...) ``"1,234.56"`` parses. NaN and infinities give ``None``.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip(_TRIM)
+    if locale is not None and _decimal_comma(locale):
+        if m := _NUM_COMMA_GROUPED.fullmatch(text):
+            text = text.replace(m[1], "").replace(",", ".")
+        elif _NUM_COMMA_PLAIN.fullmatch(text):
+            text = text.replace(",", ".")
+        elif not _NUM_MACHINE.fullmatch(text):
+            return None
+    elif locale is not None and (m := _NUM_DOT_GROUPED.fullmatch(text)):
+        text = text.replace(m[1], "")
+    elif not _NUM_MACHINE.fullmatch(text):
+        return None
+    number = float(text)
+    return number if math.isfinite(number) else None
+
+
+def _as_text(key: str, item: object) -> str | None:
+    """A raw user_data item as text: strings as sent; for ph/zp/external_id/db also integers
+    (and integral floats) as their decimal string; anything else ``None``."""
+    if isinstance(item, str):
+        return item
+    if key in ("ph", "zp", "external_id", "db") and not isinstance(item, bool):
+        if isinstance(item, int):
+            return str(item)
+        if isinstance(item, float) and item.is_integer() and abs(item) < 2**53:
+            return str(int(item))
+    return None
+
+
+def _first_country(raw: object) -> str | None:
+    items = raw if isinstance(raw, list | tuple) else [raw]
+    for item in items:
+        if isinstance(item, str) and not is_prehashed(item) and len(item) <= MAX_VALUE_LENGTH:
+            found = normalize_country(item)
+            if found:
+                return found
+    return None
+
+
+def _normalize_for(key: str, text: str, country: str | None) -> str | None:
+    if key in ("ph", "st", "zp"):
+        by_country = {"ph": normalize_phone, "st": normalize_state, "zp": normalize_zip}[key]
+        return by_country(text, country=country)
+    return _PLAIN_RULES[key](text)
+
+
+_PLAIN_RULES: dict[str, Callable[[str], str | None]] = {
+    "em": normalize_email,
+    "fn": normalize_name,
+    "ln": normalize_name,
+    "ct": normalize_city,
+    "country": normalize_country,
+    "db": normalize_date_of_birth,
+    "ge": normalize_gender,
+    "external_id": normalize_external_id,
+}
+
+
+def hash_user_data(
+    user_data: Mapping[str, object], *, default_country: str | None = None
+) -> dict[str, str | list[str]]:
+    """Meta's hashed ``user_data`` keys (:data:`HASHED_KEYS`) from raw browser/backend values.
+
+    Each value (a string, or a list of them) is passed through when already a SHA-256 digest
+    (stripped, lowercased, Parameter Builder appendix kept), else normalised by its key's rule
+    and SHA-256'd. Values that normalise to nothing, and values over 512 characters, are left
+    out (never the hash of ""); a list gives a deduplicated list in input order, a string a
+    string; a key with nothing left is absent. Other keys (fbp, fbc, ip, ua) are ignored. The
+    visitor's country for ph/st/zp is the normalised ``country`` of ``user_data`` (the first
+    usable one of a list), else ``default_country``.
+    Source: Meta "Customer Information Parameters" (hashing and normalisation rules).
+    """
+    country = _first_country(user_data.get("country"))
+    if country is None and default_country:
+        country = normalize_country(default_country)
+    result: dict[str, str | list[str]] = {}
+    for key in HASHED_KEYS:
+        if key not in user_data:
+            continue
+        raw = user_data[key]
+        items = list(raw) if isinstance(raw, list | tuple) else [raw]
+        hashed: list[str] = []
+        for item in items:
+            text = _as_text(key, item)
+            if text is None or len(text) > MAX_VALUE_LENGTH:
+                continue
+            if is_prehashed(text):
+                out = _passthrough(text)
+            else:
+                normalized = _normalize_for(key, text, country)
+                if not normalized:
+                    continue
+                out = sha256_hex(normalized)
+            if out not in hashed:
+                hashed.append(out)
+        if hashed:
+            result[key] = hashed if isinstance(raw, list | tuple) else hashed[0]
+    return result

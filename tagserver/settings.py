@@ -1,0 +1,273 @@
+"""Settings from the environment (``TAGSERVER_*``), validated once at start.
+
+Every setting is read by :func:`load_settings` from a mapping (``os.environ`` in production, a dict in
+tests); nothing is read at import time. Problems are collected and raised together as one
+:class:`~tagserver.exceptions.ConfigError`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from tagserver.exceptions import ConfigError, ConfigIssue
+from tagserver.secret import Secret
+
+log = logging.getLogger("tagserver.settings")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+#: Chrome caps every cookie's lifetime at 400 days (REFERENCE §3), in seconds.
+MAX_COOKIE_AGE_S = 400 * 24 * 3600
+#: The signing key used when TAGSERVER_SECRET_KEY is unset; never for production.
+DEV_SECRET_KEY = "tagserver-dev-key-do-not-use-in-production"
+
+_DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The validated configuration of one tagserver process.
+
+    Durations are in seconds, sizes in bytes. ``secret_keys`` is newest first; the first one signs.
+    """
+
+    secret_keys: tuple[Secret, ...] = (Secret(DEV_SECRET_KEY),)
+    site_domains: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    trusted_proxies: tuple[IPNetwork, ...] = (
+        ipaddress.ip_network("127.0.0.0/8"),
+        ipaddress.ip_network("::1/128"),
+    )
+    meta_graph_url: str = "https://graph.facebook.com"
+    ga4_url: str = "https://region1.google-analytics.com"
+    outbox: str = "tagserver-outbox.sqlite3"
+    collect_path: str = "/e"
+    script_path: str = "/t.js"
+    log_level: str = "info"
+    dry_run: bool = False
+    tags_dir: Path = Path("tags")
+    max_body_bytes: int = 64 * 1024
+    cookie_max_age_s: int = 90 * 24 * 3600
+    flush_interval_s: float = 1.0
+    outbound_timeout_s: float = 5.0
+    drain_timeout_s: float = 10.0
+    retry_max_attempts: int = 8
+    retry_base_delay_s: float = 0.5
+    retry_max_delay_s: float = 60.0
+    default_country: str | None = None
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def uses_dev_key(self) -> bool:
+        return self.secret_keys[0].reveal() == DEV_SECRET_KEY
+
+
+_T = TypeVar("_T")
+
+
+def _split(raw: str) -> list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
+    """Read and validate every ``TAGSERVER_*`` setting from ``environ``.
+
+    ``overrides`` (field names of :class:`Settings`) win over the environment; the CLI uses them for
+    its flags. Raises :class:`ConfigError` listing every invalid variable with what was expected.
+    """
+    issues: list[ConfigIssue] = []
+    values: dict[str, object] = {}
+
+    def read(name: str, parse: Callable[[str], _T], expected: str) -> _T | None:
+        raw = environ.get(name)
+        if raw is None or raw.strip() == "":
+            return None
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            issues.append(ConfigIssue("environment", name, f"{exc}; expected {expected}"))
+            return None
+
+    keys = read("TAGSERVER_SECRET_KEY", _split, "a long random string (comma list to rotate)")
+    if keys:
+        short = [k for k in keys if len(k) < 16]
+        if short:
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "TAGSERVER_SECRET_KEY",
+                    "a key is shorter than 16 characters",
+                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                )
+            )
+        values["secret_keys"] = tuple(Secret(k) for k in keys)
+
+    domains = read("TAGSERVER_SITE_DOMAINS", _parse_domains, "a comma list of host names")
+    if domains is not None:
+        values["site_domains"] = tuple(domains)
+    origins = read("TAGSERVER_ALLOWED_ORIGINS", _parse_origins, "a comma list of origins")
+    if origins is not None:
+        values["allowed_origins"] = tuple(origins)
+    elif domains:
+        values["allowed_origins"] = tuple(f"https://{d}" for d in domains)
+    proxies = read("TAGSERVER_TRUSTED_PROXIES", _parse_networks, "a comma list of IPs or CIDRs")
+    if proxies is not None:
+        values["trusted_proxies"] = tuple(proxies)
+    for name, key in (
+        ("TAGSERVER_META_GRAPH_URL", "meta_graph_url"),
+        ("TAGSERVER_GA4_URL", "ga4_url"),
+    ):
+        url = read(
+            name, _parse_base_url, "an http(s) URL without query, e.g. https://graph.facebook.com"
+        )
+        if url is not None:
+            values[key] = url
+    outbox = read("TAGSERVER_OUTBOX", str, "a SQLite file path or redis://host:port/db")
+    if outbox is not None:
+        values["outbox"] = outbox
+    for name, key in (
+        ("TAGSERVER_COLLECT_PATH", "collect_path"),
+        ("TAGSERVER_SCRIPT_PATH", "script_path"),
+    ):
+        path = read(name, _parse_path, "a path such as /e")
+        if path is not None:
+            values[key] = path
+    level = read("TAGSERVER_LOG_LEVEL", _parse_log_level, "one of " + ", ".join(_LOG_LEVELS))
+    if level is not None:
+        values["log_level"] = level
+    dry = read("TAGSERVER_DRY_RUN", _parse_bool, "1/0, true/false, yes/no")
+    if dry is not None:
+        values["dry_run"] = dry
+    tags = read("TAGSERVER_TAGS", Path, "a folder of container JSON files")
+    if tags is not None:
+        values["tags_dir"] = tags
+    country = read(
+        "TAGSERVER_DEFAULT_COUNTRY", _parse_country, "an ISO 3166-1 alpha-2 code like US"
+    )
+    if country is not None:
+        values["default_country"] = country
+
+    numbers: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+        ("TAGSERVER_MAX_BODY_BYTES", "max_body_bytes", _positive_int, "a whole number of bytes"),
+        (
+            "TAGSERVER_COOKIE_MAX_AGE",
+            "cookie_max_age_s",
+            _positive_int,
+            "seconds, at most 34560000",
+        ),
+        ("TAGSERVER_FLUSH_INTERVAL", "flush_interval_s", _positive_float, "seconds, e.g. 1.0"),
+        ("TAGSERVER_OUTBOUND_TIMEOUT", "outbound_timeout_s", _positive_float, "seconds, e.g. 5"),
+        ("TAGSERVER_DRAIN_TIMEOUT", "drain_timeout_s", _positive_float, "seconds, e.g. 10"),
+        ("TAGSERVER_RETRY_MAX_ATTEMPTS", "retry_max_attempts", _positive_int, "a whole number"),
+        ("TAGSERVER_RETRY_BASE_DELAY", "retry_base_delay_s", _positive_float, "seconds, e.g. 0.5"),
+        ("TAGSERVER_RETRY_MAX_DELAY", "retry_max_delay_s", _positive_float, "seconds, e.g. 60"),
+    )
+    for name, key, parse, expected in numbers:
+        number = read(name, parse, expected)
+        if number is not None:
+            values[key] = number
+
+    max_age = values.get("cookie_max_age_s")
+    if isinstance(max_age, int) and max_age > MAX_COOKIE_AGE_S:
+        log.warning(
+            "TAGSERVER_COOKIE_MAX_AGE=%d is over the 400-day browser cap; using %d",
+            max_age,
+            MAX_COOKIE_AGE_S,
+        )
+        values["cookie_max_age_s"] = MAX_COOKIE_AGE_S
+
+    if issues:
+        raise ConfigError(issues)
+    values.update(overrides)
+    values["extra"] = {k: v for k, v in environ.items() if not k.startswith("TAGSERVER_")}
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+def _parse_domains(raw: str) -> list[str]:
+    domains = [d.lower().rstrip(".") for d in _split(raw)]
+    for domain in domains:
+        if not _DOMAIN_RE.match(domain):
+            raise ValueError(f"{domain!r} is not a host name")
+    return domains
+
+
+def _parse_origins(raw: str) -> list[str]:
+    origins = []
+    for origin in _split(raw):
+        if origin in ("*", "null"):
+            raise ValueError(f"{origin!r} is never allowed with credentials")
+        parts = urlsplit(origin)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or parts.path not in ("", "/")
+        ):
+            raise ValueError(f"{origin!r} is not an origin like https://www.shop.com")
+        origins.append(f"{parts.scheme}://{parts.netloc.lower()}")
+    return origins
+
+
+def _parse_networks(raw: str) -> list[IPNetwork]:
+    if raw.strip() == "*":
+        raise ValueError("'*' would let any client choose its IP")
+    return [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+
+
+def _parse_base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError(f"{raw!r} is not a base URL")
+    return raw.rstrip("/")
+
+
+def _parse_path(raw: str) -> str:
+    if not _PATH_RE.match(raw) or raw == "/":
+        raise ValueError(f"{raw!r} is not a path")
+    return raw.rstrip("/")
+
+
+def _parse_log_level(raw: str) -> str:
+    level = raw.lower()
+    if level not in _LOG_LEVELS:
+        raise ValueError(f"{raw!r} is not a log level")
+    return level
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{raw!r} is not a boolean")
+
+
+def _parse_country(raw: str) -> str:
+    if not re.fullmatch(r"[A-Za-z]{2}", raw):
+        raise ValueError(f"{raw!r} is not a two-letter country code")
+    return raw.upper()
+
+
+def _positive_int(raw: str) -> int:
+    number = int(raw)
+    if number <= 0:
+        raise ValueError(f"{raw!r} is not positive")
+    return number
+
+
+def _positive_float(raw: str) -> float:
+    number = float(raw)
+    if not number > 0 or number != number or number == float("inf"):
+        raise ValueError(f"{raw!r} is not a positive number")
+    return number

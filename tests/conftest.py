@@ -1,0 +1,89 @@
+"""Shared fixtures: the fake Graph API and the real tagserver process for end-to-end tests."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import SHIPPED_TAGS_DIR, TagServerProcess, default_env
+from tests.fakes.graph import FakeGraphAPI
+
+StartServer = Callable[..., TagServerProcess]
+
+_SERVERS = pytest.StashKey[list[TagServerProcess]]()
+_GRAPH = pytest.StashKey[FakeGraphAPI]()
+
+
+@pytest.fixture
+def fake_graph(request: pytest.FixtureRequest) -> Iterator[FakeGraphAPI]:
+    """A fresh fake of Meta's Graph API on 127.0.0.1 (see tests/fakes/graph.py)."""
+    with FakeGraphAPI() as fake:
+        request.node.stash[_GRAPH] = fake
+        yield fake
+
+
+@pytest.fixture
+def start_server(
+    request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI
+) -> Iterator[StartServer]:
+    """Factory: ``start_server(env={...}, tags_dir=...)`` runs ``tagserver serve`` and waits.
+
+    The environment is a copy of ``os.environ`` plus :func:`default_env` (pointing at
+    ``fake_graph``), then ``env`` (None removes a variable). Every started server is stopped
+    with SIGTERM at teardown; a failing test's report shows each server's output and the
+    requests the fake Graph API received. A server that does not become healthy fails the test
+    with its captured output.
+    """
+    started: list[TagServerProcess] = []
+    request.node.stash[_SERVERS] = started
+
+    def start(
+        *,
+        env: Mapping[str, str | None] | None = None,
+        tags_dir: Path = SHIPPED_TAGS_DIR,
+    ) -> TagServerProcess:
+        merged: dict[str, str | None] = {
+            **default_env(graph_url=fake_graph.url, outbox=tmp_path / "outbox.sqlite3"),
+            **(env or {}),
+        }
+        server = TagServerProcess(
+            tags_dir=tags_dir,
+            env=merged,
+            output_path=tmp_path / f"server-{len(started)}.log",
+        )
+        started.append(server)
+        try:
+            server.start()
+        except Exception as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def tag_server(start_server: StartServer) -> TagServerProcess:
+    """A running tagserver with the default end-to-end settings."""
+    return start_server()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Attach the server output and the fake's requests to the report of a failed test."""
+    report = yield
+    if report.when == "call" and report.failed:
+        for index, server in enumerate(item.stash.get(_SERVERS, [])):
+            output = server.output()
+            if len(output) > 30000:
+                output = "...\n" + output[-30000:]
+            report.sections.append((f"tagserver output #{index}", output or "(empty)"))
+        fake = item.stash.get(_GRAPH, None)
+        if fake is not None:
+            report.sections.append(("fake Graph API requests", fake.describe()))
+    return report
