@@ -4,11 +4,16 @@ Country codes, subdivisions and currencies come from ``pycountry``; phone metada
 ``phonenumbers``. Only what those packages do not know lives here: gender words, a few local or
 colloquial country names, and which locales write a decimal comma.
 
-Keys are written plainly; the normaliser folds them (NFC, lowercase, accents and punctuation
-removed for countries) when it builds its lookup dicts, so "España" also matches "espana".
+Keys are written plainly; :func:`lookup_key` folds them (accents, case and punctuation removed)
+when the lookup dicts are built, once and lazily, so "España" also matches "espana".
 """
 
 from __future__ import annotations
+
+import functools
+import unicodedata
+
+import pycountry  # type: ignore[import-untyped,unused-ignore]
 
 #: Words for Meta's ``ge`` key ("f" or "m"), several languages, incl. common salutations.
 GENDER_WORDS: dict[str, str] = {
@@ -75,7 +80,6 @@ COUNTRY_ALIASES: dict[str, str] = {
     "scotland": "gb",
     "wales": "gb",
     "northern ireland": "gb",
-    "usa": "us",
     "deutschland": "de",
     "bundesrepublik deutschland": "de",
     "österreich": "at",
@@ -126,3 +130,44 @@ DOT_DECIMAL_LOCALES: frozenset[str] = frozenset(
     {"de_CH", "de_LI", "it_CH", "es_MX", "es_US", "es_PR", "es_DO", "es_GT", "es_HN",
      "es_NI", "es_PA", "es_SV", "es_PE"}
 )  # fmt: skip
+
+
+def lookup_key(value: str) -> str:
+    """A lookup key: NFKD with accents removed, casefolded, letters and digits only."""
+    text = unicodedata.normalize("NFKD", value.strip())
+    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
+    return "".join(ch for ch in text if ch.isalnum())
+
+
+@functools.cache
+def gender_table() -> dict[str, str]:
+    """Lookup key of a gender word -> ``"f"`` or ``"m"``."""
+    return {lookup_key(word): code for word, code in GENDER_WORDS.items()}
+
+
+@functools.cache
+def subdivision_table(alpha_2: str) -> dict[str, str]:
+    """Lookup key of a subdivision's short code, full code ("US-CA") and name -> short code
+    in lowercase, for one country (``pycountry.subdivisions``)."""
+    table: dict[str, str] = {}
+    subdivisions = pycountry.subdivisions.get(country_code=alpha_2)  # type: ignore[no-untyped-call,unused-ignore]
+    for sub in subdivisions or ():
+        short = str(sub.code).split("-", 1)[1].lower()
+        for text in (short, str(sub.code), str(sub.name)):
+            table.setdefault(lookup_key(text), short)
+    return table
+
+
+@functools.cache
+def country_table() -> dict[str, str]:
+    """Lookup key of every ISO 3166-1 alpha-2/alpha-3 code and English short, official and
+    common name (``pycountry.countries``), plus :data:`COUNTRY_ALIASES` -> alpha-2 lowercase."""
+    table: dict[str, str] = {}
+    for country in pycountry.countries:
+        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
+            text = getattr(country, attr, None)
+            if text:
+                table.setdefault(lookup_key(str(text)), str(country.alpha_2).lower())
+    for alias, alpha_2 in COUNTRY_ALIASES.items():
+        table.setdefault(lookup_key(alias), alpha_2)
+    return table

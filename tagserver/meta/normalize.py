@@ -4,8 +4,8 @@ Source: Meta developer docs, Conversions API, "Customer Information Parameters" 
 Each ``normalize_*`` function returns the exact string that gets hashed, or ``None`` when the value
 cannot be used (a bad value drops that key, never the event). :func:`hash_user_data` applies them
 to a whole ``user_data`` mapping. Country, subdivision and currency tables come from
-``pycountry``, phone metadata from ``phonenumbers``; only small word tables live in
-:mod:`tagserver.meta._tables`.
+``pycountry``, phone metadata from ``phonenumbers``; word tables and the lazily built lookup
+dicts live in :mod:`tagserver.meta._tables`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ import pycountry  # type: ignore[import-untyped,unused-ignore]
 
 from tagserver.meta._tables import (
     COMMA_DECIMAL_LANGUAGES,
-    COUNTRY_ALIASES,
     DOT_DECIMAL_LOCALES,
-    GENDER_WORDS,
+    country_table,
+    gender_table,
+    lookup_key,
+    subdivision_table,
 )
 
 HASHED_KEYS: tuple[str, ...] = (
@@ -88,13 +90,6 @@ def _fold_text(value: str) -> str:
     text = unicodedata.normalize("NFC", value).lower()
     text = "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PSZC")
     return unicodedata.normalize("NFC", text)
-
-
-def _key(value: str) -> str:
-    """A lookup key: accents removed, casefolded, only ASCII letters/digits and other letters."""
-    text = unicodedata.normalize("NFKD", value.strip())
-    text = "".join(ch for ch in text if not unicodedata.combining(ch)).casefold()
-    return "".join(ch for ch in text if ch.isalnum())
 
 
 def normalize_email(value: str) -> str | None:
@@ -176,18 +171,6 @@ def normalize_city(value: str) -> str | None:
     return _fold_text(value) or None
 
 
-@functools.cache
-def _subdivision_table(alpha_2: str) -> dict[str, str]:
-    """Lookup key of a subdivision's name, code and full code -> its lowercase short code."""
-    table: dict[str, str] = {}
-    subdivisions = pycountry.subdivisions.get(country_code=alpha_2)  # type: ignore[no-untyped-call,unused-ignore]
-    for sub in subdivisions or ():
-        short = str(sub.code).split("-", 1)[1].lower()
-        for text in (short, str(sub.code), str(sub.name)):
-            table.setdefault(_key(text), short)
-    return table
-
-
 def normalize_state(value: str, *, country: str | None) -> str | None:
     """``st``: US states and Canadian provinces as lowercase 2-letter codes, others folded.
 
@@ -196,14 +179,14 @@ def normalize_state(value: str, *, country: str | None) -> str | None:
     "US-CA", "Québec") map via ``pycountry.subdivisions``. For country ``us``/``ca`` an unknown
     value gives ``None``; with ``country=None`` US then Canada are tried before folding.
     """
-    key = _key(value)
+    key = lookup_key(value)
     if not key:
         return None
     alpha_2 = normalize_country(country) if country else None
     if alpha_2 in ("us", "ca"):
-        return _subdivision_table(alpha_2.upper()).get(key)
+        return subdivision_table(alpha_2.upper()).get(key)
     if alpha_2 is None:
-        found = _subdivision_table("US").get(key) or _subdivision_table("CA").get(key)
+        found = subdivision_table("US").get(key) or subdivision_table("CA").get(key)
         if found:
             return found
     return _fold_text(value) or None
@@ -230,20 +213,6 @@ def normalize_zip(value: str, *, country: str | None) -> str | None:
     return None if alpha_2 == "us" else text
 
 
-@functools.cache
-def _country_table() -> dict[str, str]:
-    """Lookup key of every ISO code, name, official and common name, plus aliases -> alpha-2."""
-    table: dict[str, str] = {}
-    for c in pycountry.countries:
-        for attr in ("alpha_2", "alpha_3", "name", "official_name", "common_name"):
-            text = getattr(c, attr, None)
-            if text:
-                table.setdefault(_key(str(text)), str(c.alpha_2).lower())
-    for alias, alpha_2 in COUNTRY_ALIASES.items():
-        table.setdefault(_key(alias), alpha_2)
-    return table
-
-
 @functools.lru_cache(maxsize=1024)
 def normalize_country(value: str) -> str | None:
     """``country``: ISO 3166-1 alpha-2 in lowercase (Meta: "us"), else ``None``.
@@ -253,7 +222,7 @@ def normalize_country(value: str) -> str | None:
     colloquial names ("Deutschland", "España", "UK"). Exact matches only (case, accents and
     punctuation ignored): no fuzzy search, no numeric codes.
     """
-    return _country_table().get(_key(value))
+    return country_table().get(lookup_key(value))
 
 
 def normalize_date_of_birth(value: str, *, dayfirst: bool | None = None) -> str | None:
@@ -290,18 +259,13 @@ def normalize_date_of_birth(value: str, *, dayfirst: bool | None = None) -> str 
     return born.strftime("%Y%m%d")
 
 
-@functools.cache
-def _gender_table() -> dict[str, str]:
-    return {_fold_text(word): code for word, code in GENDER_WORDS.items()}
-
-
 def normalize_gender(value: str) -> str | None:
     """``ge``: ``"f"`` or ``"m"`` (Meta: "f for female, m for male"), else ``None``.
 
     Case-insensitive words in several languages (female, woman, w, Frau, femme, mujer, Mr, ...);
     anything else (including non-binary answers, which Meta's key cannot express) is ``None``.
     """
-    return _gender_table().get(_fold_text(value))
+    return gender_table().get(lookup_key(value))
 
 
 def normalize_external_id(value: str) -> str | None:
@@ -398,22 +362,18 @@ def _first_country(raw: object) -> str | None:
     return None
 
 
-def _normalize_for(key: str, text: str, country: str | None) -> str | None:
-    if key in ("ph", "st", "zp"):
-        by_country = {"ph": normalize_phone, "st": normalize_state, "zp": normalize_zip}[key]
-        return by_country(text, country=country)
-    return _PLAIN_RULES[key](text)
-
-
-_PLAIN_RULES: dict[str, Callable[[str], str | None]] = {
-    "em": normalize_email,
-    "fn": normalize_name,
-    "ln": normalize_name,
-    "ct": normalize_city,
-    "country": normalize_country,
-    "db": normalize_date_of_birth,
-    "ge": normalize_gender,
-    "external_id": normalize_external_id,
+_RULES: dict[str, Callable[[str, str | None], str | None]] = {
+    "em": lambda text, _country: normalize_email(text),
+    "ph": lambda text, country: normalize_phone(text, country=country),
+    "fn": lambda text, _country: normalize_name(text),
+    "ln": lambda text, _country: normalize_name(text),
+    "ge": lambda text, _country: normalize_gender(text),
+    "db": lambda text, _country: normalize_date_of_birth(text),
+    "ct": lambda text, _country: normalize_city(text),
+    "st": lambda text, country: normalize_state(text, country=country),
+    "zp": lambda text, country: normalize_zip(text, country=country),
+    "country": lambda text, _country: normalize_country(text),
+    "external_id": lambda text, _country: normalize_external_id(text),
 }
 
 
@@ -448,7 +408,7 @@ def hash_user_data(
             if is_prehashed(text):
                 out = _passthrough(text)
             else:
-                normalized = _normalize_for(key, text, country)
+                normalized = _RULES[key](text, country)
                 if not normalized:
                     continue
                 out = sha256_hex(normalized)
