@@ -22,13 +22,13 @@ from itsdangerous import BadSignature, Signer
 from publicsuffixlist import PublicSuffixList
 
 #: ``fb.<subdomainIndex>.<creation time>.<random>`` plus an optional Parameter Builder appendix.
-FBP_RE = re.compile(r"^fb\.\d\.\d{10,13}\.\d{1,20}(\.[A-Za-z0-9_-]{2,8})?$")
+FBP_RE = re.compile(r"^fb\.[0-9]\.[0-9]{10,13}\.[0-9]{1,20}(\.[A-Za-z0-9_-]{2,8})?\Z")
 #: ``fb.<subdomainIndex>.<creation time>.<fbclid>`` plus an optional appendix.
-FBC_RE = re.compile(r"^fb\.\d\.\d{10,13}\.[A-Za-z0-9_-]{1,500}(\.[A-Za-z0-9_-]{2,8})?$")
+FBC_RE = re.compile(r"^fb\.[0-9]\.[0-9]{10,13}\.[A-Za-z0-9_-]{1,500}(\.[A-Za-z0-9_-]{2,8})?\Z")
 #: What Meta's click ids look like; anything else is not copied into a cookie.
-FBCLID_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}$")
-_HOST_RE = re.compile(r"^[a-z0-9.-]{1,253}$")
-_VISITOR_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+FBCLID_RE = re.compile(r"^[A-Za-z0-9_-]{1,500}\Z")
+_HOST_RE = re.compile(r"^[a-z0-9.-]{1,253}\Z")
+_VISITOR_ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
 
 VISITOR_ID_SALT = "tagserver.visitor-id"
 
@@ -79,6 +79,7 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=4096)
 def registrable_domain(host: str) -> str | None:
     """eTLD+1 of ``host`` by the Public Suffix List (``www.example.co.uk`` → ``example.co.uk``);
     ``None`` for a public suffix itself, ``localhost`` or an IP address."""

@@ -11,7 +11,7 @@ import ipaddress
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 from urllib.parse import urlsplit
@@ -29,9 +29,9 @@ MAX_COOKIE_AGE_S = 400 * 24 * 3600
 DEV_SECRET_KEY = "tagserver-dev-key-do-not-use-in-production"
 
 _DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z"
 )
-_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*$")
+_PATH_RE = re.compile(r"^/[A-Za-z0-9._~/-]*\Z")
 _LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -66,7 +66,6 @@ class Settings:
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 60.0
     default_country: str | None = None
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def uses_dev_key(self) -> bool:
@@ -190,7 +189,6 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     if issues:
         raise ConfigError(issues)
     values.update(overrides)
-    values["extra"] = {k: v for k, v in environ.items() if not k.startswith("TAGSERVER_")}
     return Settings(**values)  # type: ignore[arg-type]
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import SHIPPED_TAGS_DIR, TagServerProcess, default_env
+from tests.e2e.server import SHIPPED_TAGS_DIR, ServerStartError, TagServerProcess, default_env
 from tests.fakes.graph import FakeGraphAPI
 
 StartServer = Callable[..., TagServerProcess]
@@ -56,9 +56,11 @@ def start_server(
         started.append(server)
         try:
             server.start()
-        except Exception as exc:
-            pytest.fail(str(exc), pytrace=False)
-        return server
+        except ServerStartError as exc:
+            message = str(exc)
+        else:
+            return server
+        pytest.fail(message, pytrace=False)
 
     yield start
     for server in started:
@@ -78,7 +80,8 @@ def pytest_runtest_makereport(
     """Attach the server output and the fake's requests to the report of a failed test."""
     report = yield
     if report.when == "call" and report.failed:
-        for index, server in enumerate(item.stash.get(_SERVERS, [])):
+        servers: list[TagServerProcess] = item.stash.get(_SERVERS, [])
+        for index, server in enumerate(servers):
             output = server.output()
             if len(output) > 30000:
                 output = "...\n" + output[-30000:]

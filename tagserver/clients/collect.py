@@ -80,7 +80,7 @@ def parse_event_time(raw: object, *, now: float) -> int:
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
         raise ValueError("expected unix seconds as a number")
     if isinstance(raw, str):
-        if not raw.strip().isdigit():
+        if not (raw.strip().isascii() and raw.strip().isdigit()):
             raise ValueError("expected unix seconds as a number")
         raw = int(raw.strip())
     if not math.isfinite(raw) or raw <= 0:

@@ -54,8 +54,16 @@ def _json_path(error: ValidationError) -> str:
     return path
 
 
+def _is_secret_choice(error: ValidationError) -> bool:
+    """A ``oneOf`` between a literal and ``{"env": ...}``: report it as one problem."""
+    return error.validator == "oneOf" and any(
+        isinstance(choice, dict) and choice.get("$ref") == "#/$defs/env"
+        for choice in (error.validator_value if isinstance(error.validator_value, list) else [])
+    )
+
+
 def _describe(error: ValidationError, where: str) -> ConfigIssue:
-    if error.context:
+    if error.context and not _is_secret_choice(error):
         error = best_match(error.context)
     path = _json_path(error)
     hint = ""
@@ -67,11 +75,42 @@ def _describe(error: ValidationError, where: str) -> ConfigIssue:
             close = difflib.get_close_matches(extra, allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "allowed keys: " + ", ".join(allowed)
             return ConfigIssue(where, f"{path}.{extra}", f"unknown key {extra!r}", hint)
+    if schema.get("required") == ["env"] or error.validator == "oneOf":
+        if "env" in schema.get("properties", {}) or error.validator == "oneOf":
+            return ConfigIssue(where, path, _safe_message(error, secret=True),
+                               'secrets and ids come from the environment: {"env": "VARIABLE"}')
     if error.validator == "enum" and isinstance(error.validator_value, list):
         hint = "expected one of " + ", ".join(json.dumps(v) for v in error.validator_value)
     elif error.validator == "required":
         hint = "add the missing key"
-    return ConfigIssue(where, path, error.message, hint)
+    return ConfigIssue(where, path, _safe_message(error, secret=False), hint)
+
+
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
+               int: "a number", float: "a number", type(None): "null"}
+
+
+def _safe_message(error: ValidationError, *, secret: bool) -> str:
+    """jsonschema's message, without the offending value when it could be a secret: any value of a
+    secret field, objects, and strings over 40 characters (a token pasted by mistake)."""
+    short = isinstance(error.instance, int | float | bool | None) or (
+        isinstance(error.instance, str) and len(error.instance) <= 40
+    )
+    if short and not secret:
+        return error.message
+    got = _JSON_TYPES.get(type(error.instance), "a value")
+    if error.validator == "type":
+        return f"expected {error.validator_value}, got {got}"
+    if error.validator == "pattern":
+        return f"does not match the pattern {error.validator_value}"
+    if error.validator in ("enum", "const"):
+        shown = json.dumps(error.instance) if isinstance(error.instance, str) else got
+        return f"{shown[:40]} is not allowed"
+    if error.validator == "oneOf":
+        return f"got {got}, which matches none of the allowed forms"
+    if error.validator in ("required", "additionalProperties", "uniqueItems", "minItems"):
+        return error.message
+    return f"{got} fails the {error.validator!r} rule"
 
 
 def _env_refs(node: object, path: str = "$") -> Iterator[tuple[str, str]]:
@@ -161,7 +200,10 @@ def load_container(directory: Path, *, environ: Mapping[str, str]) -> Container:
                 )
                 continue
             names[name] = where
-            tags.append(TAG_TYPES[raw_tag["type"]].from_config(raw_tag, environ=environ))
+            try:
+                tags.append(TAG_TYPES[raw_tag["type"]].from_config(raw_tag, environ=environ))
+            except ValueError as exc:
+                issues.append(ConfigIssue(where, f"$.tags[{i}]", str(exc)))
     if issues:
         raise ConfigError(issues)
     return Container(tags=tuple(tags), version=digest.hexdigest()[:12])

@@ -54,7 +54,7 @@ class Sender:
         self._max_queued = max_queued
         self._buffers: dict[Any, list[Payload]] = {}
         self._queued = 0
-        self._tasks: dict[asyncio.Task[None], int] = {}
+        self._tasks: dict[asyncio.Task[None], tuple[str, int]] = {}
         self._wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
         self._closing = False
@@ -97,13 +97,13 @@ class Sender:
                 batch = payloads[start : start + size]
                 self._queued -= len(batch)
                 task = asyncio.create_task(self._deliver(destination, batch))
-                self._tasks[task] = len(batch)
+                self._tasks[task] = (self._channel(destination).label(destination), len(batch))
                 task.add_done_callback(self._tasks.pop)
 
     @property
     def pending(self) -> int:
         """Events queued or in flight."""
-        return self._queued + sum(self._tasks.values())
+        return self._queued + sum(count for _, count in self._tasks.values())
 
     async def stop(self, *, timeout: float) -> None:
         """Flush, then wait up to ``timeout`` seconds for every batch (retries included); what is
@@ -118,9 +118,9 @@ class Sender:
             if remaining <= 0:
                 break
             await asyncio.wait(list(self._tasks), timeout=remaining)
-        for task, count in list(self._tasks.items()):
+        for task, (label, count) in list(self._tasks.items()):
             task.cancel()
-            self._drops.count("all", "shutdown", f"drain timeout of {timeout}s reached", n=count)
+            self._drops.count(label, "shutdown", f"drain timeout of {timeout}s reached", n=count)
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
 

@@ -115,6 +115,16 @@ def _parse_phone(text: str, region: str | None) -> phonenumbers.PhoneNumber | No
         return None
 
 
+def _phone_region(country: str | None) -> str | None:
+    """The ``phonenumbers`` region for ``country``: its own codes (incl. AC, TA, XK) or ISO."""
+    if not country:
+        return None
+    if country.strip().upper() in phonenumbers.SUPPORTED_REGIONS:
+        return country.strip().upper()
+    alpha_2 = normalize_country(country)
+    return alpha_2.upper() if alpha_2 else None
+
+
 def normalize_phone(value: str, *, country: str | None) -> str | None:
     """``ph``: digits with the country calling code, no ``+``, no leading ``00`` (E.164 digits).
 
@@ -122,39 +132,48 @@ def normalize_phone(value: str, *, country: str | None) -> str | None:
     Parsed by ``phonenumbers``: ``+44 7700 900123``, ``0044 7700 900123`` and, with
     ``country="GB"``, ``07700 900123`` all give ``447700900123``. ``country`` (ISO alpha-2, any
     case, or any form :func:`normalize_country` knows) completes a national number; without it
-    a national number gives ``None``. A bare digit string ("447700900123") is also read as
-    Meta's own normalised form (country code included), so an output normalises to itself.
-    Numbers ``phonenumbers`` finds valid win; otherwise a possible length is enough (the
-    library's validity ranges lag behind new allocations). Else ``None``.
+    a national number gives ``None``. A bare digit string ("447700900123") is first read as
+    Meta's own normalised form (country code included), so an output normalises to itself;
+    a bare 10-digit number with a North American country stays national. Readings that
+    ``phonenumbers`` finds valid win; else a possible length (6+ national digits, not "local
+    only") is enough, as the library's ranges lag behind new allocations. Else ``None``.
     """
     text = value.strip(_TRIM)
-    if not text or not any(ch.isdigit() for ch in text):
+    digits = "".join(ch for ch in text if ch.isdecimal())
+    if not digits:
         return None
-    alpha_2 = normalize_country(country) if country else None
-    strong: list[phonenumbers.PhoneNumber | None] = []  # valid first, in this order
-    weak: list[phonenumbers.PhoneNumber | None] = []  # then possible, in this order
+    region = _phone_region(country)
+    national = _parse_phone(text, region) if region and not text.startswith("+") else None
+    readings: list[phonenumbers.PhoneNumber | None]
     if text.startswith("+"):
-        strong.append(_parse_phone(text, None))
+        readings = [_parse_phone(text, None)]
+    elif digits.startswith("00"):
+        readings = [national, _parse_phone("+" + digits[2:], None)]
+    elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
+        # Bare digits: Meta's normalised form (country code included) comes first, except a
+        # 10-digit number in a North American country, which is a national number there.
+        implicit = _parse_phone("+" + digits, None)
+        nanp = region is not None and phonenumbers.country_code_for_region(region) == 1
+        readings = [national, implicit] if nanp and len(digits) == 10 else [implicit, national]
     else:
-        digits = "".join(ch for ch in text if ch.isdigit())
-        if alpha_2:
-            strong.append(_parse_phone(text, alpha_2.upper()))
-        if digits.startswith("00"):
-            strong.append(_parse_phone("+" + digits[2:], None))
-        elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
-            # A bare digit string is read as Meta's normalised form (country code included);
-            # when only a possible length decides, that reading goes first (idempotence).
-            implicit = _parse_phone("+" + digits, None)
-            strong.append(implicit)
-            weak.append(implicit)
-    numbers = [n for n in strong if n is not None]
-    for number in numbers:
-        if phonenumbers.is_valid_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-    for number in [n for n in weak if n is not None] + numbers:
-        if phonenumbers.is_possible_number(number):
-            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
-    return None
+        readings = [national]
+    numbers = [n for n in readings if n is not None]
+    chosen = next((n for n in numbers if phonenumbers.is_valid_number(n)), None)
+    if chosen is None:
+        possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
+        chosen = next(
+            (
+                n
+                for n in numbers
+                if not n.italian_leading_zero  # "0000": only valid numbers keep a leading 0
+                and len(str(n.national_number)) >= 6
+                and phonenumbers.is_possible_number_with_reason(n) == possible
+            ),
+            None,
+        )
+    if chosen is None:
+        return None
+    return phonenumbers.format_number(chosen, phonenumbers.PhoneNumberFormat.E164)[1:]
 
 
 def normalize_name(value: str) -> str | None:

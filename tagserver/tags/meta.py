@@ -7,6 +7,7 @@ Sources: Meta "Conversions API parameters", "Deduplicate Pixel and server events
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ BrowserMode = Literal["fbq", "img", "none"]
 DEFAULT_API_VERSION = "v25.0"
 PIXEL_ENDPOINT = "https://www.facebook.com/tr"
 MAX_USER_AGENT_LENGTH = 512
+PIXEL_ID_RE = re.compile(r"[0-9]{5,20}")
 
 
 @dataclass(frozen=True)
@@ -60,12 +62,18 @@ class MetaTag:
     @staticmethod
     def from_config(raw: Mapping[str, Any], *, environ: Mapping[str, str]) -> MetaTag:
         """A tag from one schema-valid config object; ``{"env": NAME}`` values are read from
-        ``environ`` (the loader has checked that they are set)."""
+        ``environ`` (the loader has checked that they are set).
+
+        Raises ``ValueError`` when a value read from the environment is malformed.
+        """
+        pixel_id = _resolve(raw["pixel_id"], environ)
+        if not PIXEL_ID_RE.fullmatch(pixel_id):
+            raise ValueError("pixel_id: expected 5 to 20 digits (check the environment variable)")
         events = raw.get("events", "*")
         test_code = raw.get("test_event_code")
         return MetaTag(
             name=raw["name"],
-            pixel_id=_resolve(raw["pixel_id"], environ),
+            pixel_id=pixel_id,
             access_token=Secret(_resolve(raw["access_token"], environ)),
             events=None if events == "*" else frozenset(meta_event_name(e) for e in events),
             browser_mode=raw.get("browser_mode", "fbq"),

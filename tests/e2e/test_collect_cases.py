@@ -90,7 +90,7 @@ def substitute(value: Any, *, now: float) -> Any:
 def same_json(expected: Any, actual: Any) -> bool:
     """JSON equality that keeps types apart: "1" != 1, True != 1, 1 == 1.0."""
     if expected is None or isinstance(expected, bool):
-        return actual is expected if expected is None else actual is expected
+        return actual is expected
     if isinstance(expected, int | float):
         return (
             isinstance(actual, int | float)
@@ -607,6 +607,21 @@ def test_cases_file_is_complete_and_every_sentence_has_code() -> None:
     assert set(SETUPS) | set(CHECKS) <= set(ids), "checks for cases that do not exist"
 
 
+def test_harness_helpers() -> None:
+    now = 1_700_000_000.25
+    assert substitute({"t": ["<now in ms>", "<now + 3600 s>"]}, now=now) == {
+        "t": [1_700_000_000_250, 1_700_003_600]
+    }
+    with pytest.raises(AssertionError):
+        substitute("<tomorrow>", now=now)
+    assert same_json(["04639", 1, 29.9], ["04639", 1.0, 29.9])
+    assert not same_json(["04639"], [4639])
+    assert not same_json(1, True)
+    assert not same_json({"a": 1}, {"a": 1, "b": 2})
+    assert lookup({"user_data": {"fbc": None}}, "user_data.fbc") is None
+    assert lookup({"user_data": {}}, "user_data.fbc") is _ABSENT
+
+
 def run_case(case: dict[str, Any], start_server: StartServer, fake: FakeGraphAPI) -> CaseRun:
     setup = SETUPS.get(case["id"], Setup())
     server = start_server(env=setup.env)
@@ -654,3 +669,31 @@ def test_c13_permanent_rejection_is_never_retried(
     )
     assert seen[0].response_json["error"]["error_subcode"] == 2804001
     assert fake_graph.accepted_events() == []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"status": 503, "error_code": 2, "is_transient": True},
+        {"status": 502, "html": True},
+        {"status": 429, "error_code": 17, "is_transient": True, "retry_after": 1},
+    ],
+    ids=["503-code-2", "502-html-proxy", "429-retry-after"],
+)
+def test_c13_other_transient_failures_are_retried_with_the_same_event(
+    start_server: StartServer, fake_graph: FakeGraphAPI, failure: dict[str, Any]
+) -> None:
+    """C13's kind with the other transient answers REFERENCE §1 lists (5xx, HTML, 429)."""
+    case = CASES_BY_ID["C13"]
+    server = start_server()
+    fake_graph.fail_next(1, **failure)
+    run = CaseRun(case=case, server=server, fake=fake_graph)
+    send_hits(run)
+    assert run.responses[0].status_code == 200, run.responses[0].text
+    wait_for_accepted(fake_graph, ["order-13"], what="C13 retry")
+    time.sleep(QUIET_S)
+    seen = [e for e in fake_graph.events_seen() if e.get("event_id") == "order-13"]
+    assert [r.status for r in fake_graph.requests] == [failure["status"], 200], (
+        fake_graph.describe()
+    )
+    assert len(seen) == 2 and seen[0] == seen[1], f"C13: the retry changed the event: {seen!r}"

@@ -1,0 +1,289 @@
+"""tagserver.container.loader: good and bad container folders, the schema and ``tagserver validate``.
+
+Each ``tests/fixtures/containers/bad/<case>/`` folder holds a container and ``expected.txt``: the
+message fragments (one per line) the ConfigError must contain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tagserver.container.loader import container_schema, load_container
+from tagserver.exceptions import ConfigError
+from tagserver.tags import TAG_TYPES
+from tagserver.tags.meta import MetaTag
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "fixtures" / "containers"
+GOOD = FIXTURES / "good"
+BAD = FIXTURES / "bad"
+SHIPPED_TAGS = ROOT / "tags"
+EXAMPLES = ROOT / "tagserver" / "examples"
+
+ENVIRON = {
+    "META_PIXEL_ID": "1234567890",
+    "META_ACCESS_TOKEN": "EAAG-unit-token-one",
+    "META_ACCESS_TOKEN_2": "EAAG-unit-token-two",
+}
+BAD_CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
+
+
+def expected_fragments(case: str) -> list[str]:
+    lines = (BAD / case / "expected.txt").read_text("utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip()]
+
+
+def config_error(directory: Path, environ: dict[str, str] = ENVIRON) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load_container(directory, environ=environ)
+    return info.value
+
+
+# ---------------------------------------------------------------------------------------------
+# fixtures themselves
+
+
+def test_every_bad_case_is_present() -> None:
+    assert set(BAD_CASES) >= {
+        "not_json",
+        "unknown_key",
+        "wrong_type",
+        "literal_token",
+        "env_unset",
+        "duplicate_names",
+        "bad_api_version",
+        "empty_folder",
+    }
+    for case in BAD_CASES:
+        assert expected_fragments(case), f"{case}/expected.txt is empty"
+
+
+# ---------------------------------------------------------------------------------------------
+# good container
+
+
+def test_good_folder_loads() -> None:
+    container = load_container(GOOD, environ=ENVIRON)
+    assert [t.name for t in container.tags] == ["meta-standard", "meta-second-pixel"]
+    first, second = container.tags
+    assert isinstance(first, MetaTag) and isinstance(second, MetaTag)
+    assert first.pixel_id == "1234567890"
+    assert first.access_token.reveal() == "EAAG-unit-token-one"
+    assert first.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    assert first.api_version == "v25.0"
+    assert second.pixel_id == "9876543210"
+    assert second.access_token.reveal() == "EAAG-unit-token-two"
+    assert second.events is None
+    assert second.browser_mode == "none"
+    assert second.api_version == "v26.0"
+    assert second.test_event_code == "TEST12345"
+    assert second.require_consent == ("ad_storage", "ad_user_data")
+    assert re.fullmatch(r"[0-9a-f]{12}", container.version)
+
+
+def test_version_changes_with_the_content(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    shutil.copytree(GOOD, folder)
+    before = load_container(folder, environ=ENVIRON).version
+    assert load_container(folder, environ=ENVIRON).version == before
+    path = folder / "meta.json"
+    path.write_text(path.read_text("utf-8").replace('"AddToCart"', '"Lead"'), "utf-8")
+    assert load_container(folder, environ=ENVIRON).version != before
+
+
+def test_good_folder_ignores_non_json_files(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    shutil.copytree(GOOD, folder)
+    (folder / "README.md").write_text("not a container", "utf-8")
+    assert len(load_container(folder, environ=ENVIRON).tags) == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# bad containers
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_container_error_names_the_problem(case: str) -> None:
+    exc = config_error(BAD / case)
+    text = str(exc)
+    for fragment in expected_fragments(case):
+        assert fragment in text, f"{case}: {fragment!r} not in:\n{text}"
+    for issue in exc.issues:
+        assert issue.path.startswith("$"), issue
+        assert Path(issue.where) == BAD / case or Path(issue.where).parent == BAD / case, issue
+
+
+def test_unknown_key_points_at_the_key_with_a_hint() -> None:
+    exc = config_error(BAD / "unknown_key")
+    (issue,) = [i for i in exc.issues if "pixel_idd" in i.path]
+    assert issue.path == "$.tags[0].pixel_idd"
+    assert issue.hint == "did you mean 'pixel_id'?"
+
+
+def test_literal_access_token_is_not_echoed_in_the_error() -> None:
+    # the error goes to the terminal and to logs: the token it complains about must not be there
+    exc = config_error(BAD / "literal_token")
+    assert [i.path for i in exc.issues] == ["$.tags[0].access_token"]
+    assert "EAAGliteralTokenWrittenInTheFile" not in str(exc)
+
+
+def test_env_unset_is_reported_even_when_set_to_blank() -> None:
+    exc = config_error(BAD / "env_unset", {**ENVIRON, "TAGSERVER_TEST_UNSET_PIXEL": "   "})
+    assert "environment variable TAGSERVER_TEST_UNSET_PIXEL is not set" in str(exc)
+
+
+def test_env_set_makes_the_env_case_valid() -> None:
+    container = load_container(
+        BAD / "env_unset", environ={**ENVIRON, "TAGSERVER_TEST_UNSET_PIXEL": "5555555555"}
+    )
+    (meta,) = container.tags
+    assert isinstance(meta, MetaTag)
+    assert meta.pixel_id == "5555555555"
+
+
+def test_duplicate_names_report_both_files() -> None:
+    exc = config_error(BAD / "duplicate_names")
+    (issue,) = exc.issues
+    assert Path(issue.where).name == "b.json"
+    assert issue.path == "$.tags[0].name"
+    assert Path(issue.hint.removeprefix("also in ")).name == "a.json"
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    exc = config_error(tmp_path / "nope")
+    assert "does not exist" in str(exc)
+
+
+def test_every_problem_of_every_file_is_collected(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    shutil.copy(BAD / "unknown_key" / "container.json", folder / "1.json")
+    shutil.copy(BAD / "wrong_type" / "container.json", folder / "2.json")
+    shutil.copy(BAD / "not_json" / "container.json", folder / "3.json")
+    shutil.copy(BAD / "bad_api_version" / "container.json", folder / "4.json")
+    exc = config_error(folder)
+    problems = {(Path(i.where).name, i.path) for i in exc.issues}
+    assert ("1.json", "$.tags[0].pixel_idd") in problems
+    assert ("2.json", "$.tags[0].type") in problems
+    assert ("3.json", "$") in problems
+    assert ("4.json", "$.tags[0].api_version") in problems
+
+
+def test_not_utf8_file(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    (folder / "latin1.json").write_bytes(b'{"description": "caf\xe9", "tags": []}')
+    exc = config_error(folder)
+    assert "latin1.json: $: the file is not UTF-8" in str(exc)
+
+
+def test_pixel_id_from_the_environment_is_checked_like_a_literal_one() -> None:
+    # a literal pixel_id must match ^[0-9]{5,20}$; the same value from META_PIXEL_ID ends up in
+    # the Graph API URL path and must not bypass that check
+    exc = config_error(SHIPPED_TAGS, {**ENVIRON, "META_PIXEL_ID": "123/../../me"})
+    assert "META_PIXEL_ID" in str(exc) or "pixel_id" in str(exc)
+
+
+# ---------------------------------------------------------------------------------------------
+# schema, registry and shipped containers
+
+
+def test_schema_type_enum_equals_the_tag_registry() -> None:
+    schema = container_schema()
+    assert schema["$defs"]["tag"]["properties"]["type"]["enum"] == sorted(TAG_TYPES)
+
+
+def test_every_registered_type_has_a_schema_branch() -> None:
+    branches = container_schema()["$defs"]["tag"]["allOf"]
+    consts = {b["if"]["properties"]["type"]["const"] for b in branches}
+    assert consts == set(TAG_TYPES)
+
+
+@pytest.mark.parametrize("folder", [SHIPPED_TAGS, EXAMPLES], ids=["tags", "examples"])
+def test_shipped_containers_validate(folder: Path) -> None:
+    container = load_container(folder, environ=ENVIRON)
+    assert len(container.tags) >= 1
+    meta = container.tags[0]
+    assert isinstance(meta, MetaTag)
+    assert meta.pixel_id == "1234567890"
+    assert meta.access_token.reveal() == "EAAG-unit-token-one"
+
+
+@pytest.mark.parametrize("folder", [SHIPPED_TAGS, EXAMPLES], ids=["tags", "examples"])
+def test_shipped_containers_need_the_meta_variables(folder: Path) -> None:
+    exc = config_error(folder, {})
+    assert "META_PIXEL_ID" in str(exc)
+    assert "META_ACCESS_TOKEN" in str(exc)
+
+
+def test_shipped_tags_and_examples_are_identical() -> None:
+    shipped = sorted(p.name for p in SHIPPED_TAGS.glob("*.json"))
+    examples = sorted(p.name for p in EXAMPLES.glob("*.json"))
+    assert shipped == examples
+    for name in shipped:
+        a = json.loads((SHIPPED_TAGS / name).read_text("utf-8"))
+        b = json.loads((EXAMPLES / name).read_text("utf-8"))
+        assert a["tags"] == b["tags"], name
+
+
+# ---------------------------------------------------------------------------------------------
+# tagserver validate
+
+
+def run_validate(
+    folder: Path, environ: dict[str, str] = ENVIRON
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TAGSERVER_", "META_"))}
+    env.update(environ)
+    return subprocess.run(
+        [sys.executable, "-m", "tagserver", "validate", str(folder)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_validate_good_folder_exits_0() -> None:
+    proc = run_validate(GOOD)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 tag(s) valid" in proc.stdout
+
+
+def test_cli_validate_shipped_tags_exits_0() -> None:
+    proc = run_validate(SHIPPED_TAGS)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_cli_validate_prints_every_problem_with_file_and_path(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    shutil.copy(BAD / "unknown_key" / "container.json", folder / "one.json")
+    shutil.copy(BAD / "wrong_type" / "container.json", folder / "two.json")
+    shutil.copy(BAD / "env_unset" / "container.json", folder / "three.json")
+    proc = run_validate(folder)
+    assert proc.returncode == 1
+    out = proc.stderr + proc.stdout
+    assert f"{folder / 'one.json'}: $.tags[0].pixel_idd: unknown key 'pixel_idd'" in out
+    assert "did you mean 'pixel_id'" in out
+    assert f"{folder / 'two.json'}: $.tags[0].type:" in out
+    assert (
+        f"{folder / 'three.json'}: $.tags[0].pixel_id: "
+        "environment variable TAGSERVER_TEST_UNSET_PIXEL is not set"
+    ) in out
+    assert "Traceback" not in out
+
+
+def test_cli_validate_missing_variables_exits_1() -> None:
+    proc = run_validate(SHIPPED_TAGS, {})
+    assert proc.returncode == 1
+    assert "META_PIXEL_ID" in proc.stderr
