@@ -30,6 +30,7 @@ from tagserver.meta._tables import (
     subdivision_table,
 )
 
+#: The user_data keys Meta wants SHA-256 hashed, in the order they are emitted.
 HASHED_KEYS: tuple[str, ...] = (
     "em", "ph", "fn", "ln", "ge", "db", "ct", "st", "zp", "country", "external_id",
 )  # fmt: skip

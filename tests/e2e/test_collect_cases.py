@@ -11,19 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.cases import find_case_file
 from tests.e2e.cookies import SetCookie, describe, parse_set_cookies
-from tests.e2e.server import ACCESS_TOKEN, PIXEL_ID, REPO_ROOT, TagServerProcess
+from tests.e2e.server import ACCESS_TOKEN, PIXEL_ID, TagServerProcess
 from tests.fakes.graph import FakeGraphAPI, event_ids
 
 StartServer = Callable[..., TagServerProcess]
@@ -39,23 +38,7 @@ DELIVERY_TIMEOUT_S = 10.0
 # --- loading the cases --------------------------------------------------------------------
 
 
-def find_cases_file() -> Path:
-    """``<repo root>/../shared/cases/collect.json``, else under ``$TAGSERVER_SHARED_DIR``."""
-    candidates = [REPO_ROOT.parent / "shared" / "cases" / "collect.json"]
-    shared = os.environ.get("TAGSERVER_SHARED_DIR")
-    if shared:
-        candidates += [Path(shared) / "cases" / "collect.json", Path(shared) / "collect.json"]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        "collect.json not found; looked at: "
-        + ", ".join(str(c) for c in candidates)
-        + ". Copy shared/ beside the repository or set TAGSERVER_SHARED_DIR to that folder."
-    )
-
-
-CASES_FILE = find_cases_file()
+CASES_FILE = find_case_file("collect.json")
 CASES: list[dict[str, Any]] = json.loads(CASES_FILE.read_text(encoding="utf-8"))
 CASES_BY_ID = {case["id"]: case for case in CASES}
 

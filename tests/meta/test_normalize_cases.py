@@ -7,9 +7,7 @@ out). Each vector is checked through its single normaliser and through ``hash_us
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,22 +27,13 @@ from tagserver.meta.normalize import (
     normalize_zip,
     sha256_hex,
 )
-
-#: Where the cases file is looked for: $TAGSERVER_CASES_DIR, a copy in the repository, the
-#: shared folder of the team.
-_CANDIDATES = [
-    Path(os.environ.get("TAGSERVER_CASES_DIR", "/nonexistent")) / "normalize.json",
-    Path(__file__).resolve().parents[1] / "cases" / "normalize.json",
-    Path("/work/shared/cases/normalize.json"),
-]
+from tests.cases import find_case_file
 
 
 def _load_cases() -> list[Any]:
-    for path in _CANDIDATES:
-        if path.is_file():
-            cases: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
-            return [pytest.param(case, id=f"{case['field']}+{case['input']!r}") for case in cases]
-    return [pytest.param(None, id="normalize.json-missing")]
+    path = find_case_file("normalize.json")
+    cases: list[dict[str, Any]] = json.loads(path.read_text(encoding="utf-8"))
+    return [pytest.param(case, id=f"{case['field']}+{case['input']!r}") for case in cases]
 
 
 CASES = _load_cases()
@@ -71,9 +60,7 @@ def _normalize(field: str, value: str, country: str | None) -> str | None:
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_normalize_case(case: dict[str, Any] | None) -> None:
-    if case is None:
-        pytest.fail(f"normalize.json not found in {_CANDIDATES}")
+def test_normalize_case(case: dict[str, Any]) -> None:
     field, value = case["field"], case["input"]
     country = case.get("country")
     expected_normalized, expected_sha = case["normalized"], case["sha256"]
