@@ -195,9 +195,10 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         peer, request.headers.getlist("x-forwarded-for"), trusted_proxies=settings.trusted_proxies
     )
     scope = resolve_cookie_scope(host, settings.site_domains)
+    page_url = hit.event_source_url or _referer(request)
     identity = resolve_identity(
         request.cookies,
-        page_url=hit.event_source_url,
+        page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,
         ad_storage=hit.consent.ad_storage,
@@ -211,7 +212,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         event_id=hit.event_id if hit.event_id is not None else str(uuid.uuid4()),
         event_time=hit.event_time,
         received_at=now,
-        event_source_url=hit.event_source_url,
+        event_source_url=page_url,
         referrer_url=hit.referrer_url,
         custom_data=hit.custom_data,
         user_data=hit.user_data,
@@ -245,6 +246,14 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             samesite="lax",
         )
     return response
+
+
+def _referer(request: Request) -> str | None:
+    """The page URL from the ``Referer`` header, when the hit did not name it (an http(s) URL)."""
+    referer = request.headers.get("referer")
+    if referer and referer.startswith(("https://", "http://")) and len(referer) <= 4096:
+        return referer
+    return None
 
 
 def app_from_environment() -> Starlette:

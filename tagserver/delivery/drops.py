@@ -13,6 +13,7 @@ DropReason = Literal[
     "too_old",  # event_time over Meta's age limit: Meta would reject the batch
     "missing_purchase_data",  # Purchase without value or currency (Meta 2804009)
     "invalid_field",  # one field removed, the event still sent
+    "invalid_event",  # a field Meta requires is missing (website: event_source_url, user agent)
     "rejected",  # the destination refused it permanently (bad payload, token, permissions)
     "retries_exhausted",  # transient failures until the attempt limit
     "queue_full",  # the in-memory queue was at its bound

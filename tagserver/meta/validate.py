@@ -91,3 +91,11 @@ def check_purchase(event_name: str, custom_data: Mapping[str, Any]) -> str | Non
         return None
     missing = [k for k in ("value", "currency") if k not in custom_data]
     return "Purchase without " + " and ".join(missing) if missing else None
+
+
+def check_website_event(*, event_source_url: str | None, user_agent: str | None) -> str | None:
+    """A reason when a website event lacks what Meta requires of it (``event_source_url`` and
+    ``client_user_agent``, Meta "Conversions API parameters": website events), else ``None``."""
+    missing = [name for name, value in (("event_source_url", event_source_url),
+                                        ("client_user_agent", user_agent)) if not value]
+    return "website event without " + " and ".join(missing) if missing else None

@@ -18,7 +18,12 @@ from tagserver.event import Event
 from tagserver.meta.capi import CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
 from tagserver.meta.normalize import hash_user_data
-from tagserver.meta.validate import check_event_time, check_purchase, clean_custom_data
+from tagserver.meta.validate import (
+    check_event_time,
+    check_purchase,
+    check_website_event,
+    clean_custom_data,
+)
 from tagserver.secret import Secret
 from tagserver.tags import Outbound, TagResult
 
@@ -114,6 +119,11 @@ class MetaTag:
         problem = check_purchase(name, check.data)
         if problem is not None:
             result.drops.append(("missing_purchase_data", problem))
+            return result
+        problem = check_website_event(event_source_url=event.event_source_url,
+                                      user_agent=event.user_agent)
+        if problem is not None:
+            result.drops.append(("invalid_event", problem))
             return result
         capi = build_capi_event(
             event, name=name, custom_data=check.data, default_country=default_country

@@ -169,11 +169,27 @@ def test_capi_event_fields() -> None:
     assert TOKEN not in repr(capi)
 
 
-def test_capi_event_without_ip_ua_or_cookies_leaves_them_out() -> None:
-    result = build(
-        tag(), make_event(client_ip=None, user_agent=None, fbp=None, fbc=None, user_data={})
-    )
-    assert only_capi(result)["user_data"] == {}
+def test_capi_event_without_ip_or_cookies_leaves_them_out() -> None:
+    result = build(tag(), make_event(client_ip=None, fbp=None, fbc=None, user_data={}))
+    assert only_capi(result)["user_data"] == {"client_user_agent": UA}
+
+
+@pytest.mark.parametrize(
+    ("changes", "missing"),
+    [
+        ({"user_agent": None}, "client_user_agent"),
+        ({"event_source_url": None}, "event_source_url"),
+    ],
+)
+def test_website_event_without_a_required_field_is_held_back(
+    changes: dict[str, object], missing: str
+) -> None:
+    result = build(tag(), make_event(**changes))
+    assert result.outbound == []
+    assert len(result.commands) == 1  # the browser still fires
+    ((reason, detail),) = result.drops
+    assert reason == "invalid_event"
+    assert missing in detail
 
 
 def test_ad_user_data_denied_sends_no_hashed_keys_but_keeps_the_rest() -> None:
