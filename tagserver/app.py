@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
+import hmac
 import logging
 import os
 import time
@@ -25,11 +27,12 @@ from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import run_container
 from tagserver.delivery.channels import MetaChannel
 from tagserver.delivery.drops import DropCounter
+from tagserver.delivery.outbox import Outbox, describe_outbox, open_outbox
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.event import Event
-from tagserver.exceptions import HitRejected, OriginNotAllowed
+from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
 from tagserver.http import (
     check_body_type,
     cors_headers,
@@ -40,6 +43,7 @@ from tagserver.http import (
 )
 from tagserver.identity import VISITOR_ID_SALT, resolve_cookie_scope, resolve_identity
 from tagserver.logs import AccessLogMiddleware
+from tagserver.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from tagserver.settings import Settings, load_settings
 from tagserver.tags.meta import MetaDestination
 
@@ -57,7 +61,9 @@ class AppState:
     drops: DropCounter
     signer: Signer
     recorder: RecordingTransport | None
+    metrics: Metrics
     sender: Sender | None = None
+    outbox: Outbox | None = None
 
 
 def create_app(
@@ -65,23 +71,28 @@ def create_app(
     *,
     container: Container | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    outbox: Outbox | None = None,
 ) -> Starlette:
     """Build the application.
 
     ``container`` defaults to loading ``settings.tags_dir`` (raises
     :class:`~tagserver.exceptions.ConfigError`); ``transport`` replaces the network for outbound
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
+    ``outbox`` defaults to the backend named by ``settings.outbox``, opened by the lifespan
+    (which fails the start-up with :class:`~tagserver.exceptions.OutboxError` when it cannot).
     """
     if container is None:
         container = load_container(settings.tags_dir, environ=os.environ)
     recorder = RecordingTransport() if settings.dry_run else None
     keys = [key.reveal() for key in reversed(settings.secret_keys)]  # itsdangerous: newest last
+    metrics = Metrics()
     state = AppState(
         settings=settings,
         container=container,
-        drops=DropCounter(),
+        drops=DropCounter(listener=metrics.count_drop),
         signer=Signer(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
+        metrics=metrics,
     )
     if settings.uses_dev_key:
         log.warning(
@@ -99,26 +110,40 @@ def create_app(
         policy = RetryPolicy(
             settings.retry_base_delay_s, settings.retry_max_delay_s, settings.retry_max_attempts
         )
+        store = outbox or open_outbox(settings.outbox, lease_s=settings.outbox_lease_s)
+        try:
+            await store.open()
+        except OutboxError:
+            await client.aclose()
+            raise
+        state.outbox = store
         state.sender = Sender(
             client,
+            outbox=store,
             channels={MetaDestination: MetaChannel(settings.meta_graph_url)},
             drops=state.drops,
             policy=policy,
+            destinations=_destinations(container),
+            metrics=metrics,
             flush_interval=settings.flush_interval_s,
         )
         await state.sender.start()
+        gauges = asyncio.create_task(_refresh_outbox_gauges(state, every=5.0))
         log.info(
             "started",
             extra={
                 "container_version": container.version,
                 "tags": [t.name for t in container.tags],
                 "dry_run": settings.dry_run,
+                "outbox": describe_outbox(settings.outbox) if outbox is None else "given",
             },
         )
         try:
             yield
         finally:
+            gauges.cancel()
             await state.sender.stop(timeout=settings.drain_timeout_s)
+            await store.close()
             await client.aclose()
             log.info(
                 "stopped",
@@ -143,15 +168,75 @@ def create_app(
     async def collect(request: Request) -> Response:
         return await handle_collect(request, state)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return await handle_metrics(request, state)
+
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
     ]
+    if settings.metrics_token is not None:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.tagserver = state
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        routes={
+            settings.collect_path: "collect",
+            settings.script_path: "script",
+            "/healthy": "healthy",
+            "/metrics": "metrics",
+        },
+    )
     return app
+
+
+def _destinations(container: Container) -> list[MetaDestination]:
+    """The destinations the container's tags send to (with their current tokens)."""
+    found = [getattr(tag, "destination", None) for tag in container.tags]
+    return [d for d in found if isinstance(d, MetaDestination)]
+
+
+async def _refresh_outbox_gauges(state: AppState, *, every: float) -> None:
+    """Keep the outbox gauges current (every ``every`` seconds; errors are logged, not raised)."""
+    while True:
+        await update_outbox_gauges(state)
+        await asyncio.sleep(every)
+
+
+async def update_outbox_gauges(state: AppState) -> None:
+    """Set depth, oldest age and dead-letter gauges from the outbox's counts."""
+    if state.outbox is None:
+        return
+    try:
+        stats = await state.outbox.stats()
+    except OutboxError as exc:
+        log.error("outbox stats failed", extra={"error": str(exc)})
+        return
+    state.metrics.outbox_depth.set(stats.depth)
+    state.metrics.outbox_oldest_age.set(stats.oldest_age_s or 0.0)
+    state.metrics.outbox_dead.set(stats.dead)
+
+
+async def handle_metrics(request: Request, state: AppState) -> Response:
+    """``GET /metrics`` on the main port: the Prometheus text, with ``Authorization: Bearer``."""
+    token = state.settings.metrics_token
+    sent = request.headers.get("authorization", "")
+    expected = f"Bearer {token.reveal()}" if token is not None else None
+    if expected is None or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return JSONResponse(
+            {"ok": False, "error": "metrics need a bearer token",
+             "errors": [{"field": "authorization",
+                         "message": "send Authorization: Bearer <TAGSERVER_METRICS_TOKEN>"}],
+             "status": 401},
+            status_code=401,
+            headers={**NO_STORE, "www-authenticate": "Bearer"},
+        )  # fmt: skip
+    await update_outbox_gauges(state)
+    return Response(state.metrics.render(), headers={**NO_STORE, "content-type": CONTENT_TYPE})
 
 
 @dataclass(frozen=True)
@@ -188,6 +273,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         now = time.time()
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
+        state.metrics.hits.labels("rejected").inc()
         return error_response(exc, headers=cors)
 
     peer = request.client.host if request.client else None
@@ -229,8 +315,21 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     for tag_name, reason, detail in result.drops:
         state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
     assert state.sender is not None, "the lifespan has not run"
-    for outbound in result.outbound:
-        state.sender.submit(outbound)
+    try:
+        await state.sender.submit(result.outbound)  # durable before the answer
+    except OutboxError as exc:
+        log.error("outbox write failed: hit refused", extra={"error": str(exc)})
+        state.metrics.hits.labels("unavailable").inc()
+        return JSONResponse(
+            {"ok": False, "error": "the event could not be stored; retry later",
+             "errors": [], "status": 503},
+            status_code=503,
+            headers={**NO_STORE, **cors, "retry-after": "1"},
+        )  # fmt: skip
+    state.metrics.hits.labels("accepted").inc()
+    state.metrics.events.inc()
+    for tag_name in result.fired:
+        state.metrics.tags_fired.labels(tag_name).inc()
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )

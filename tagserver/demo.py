@@ -71,6 +71,7 @@ def run_demo(*, host: str, port: int, once: bool) -> int:
                 "TAGSERVER_ALLOWED_ORIGINS", f"{origin},http://localhost:{port}"
             ),
             "TAGSERVER_FLUSH_INTERVAL": "0.2",
+            "TAGSERVER_OUTBOX": "memory",  # the tour keeps nothing on disk
             "TAGSERVER_LOG_LEVEL": environ.get("TAGSERVER_LOG_LEVEL", "warning"),
         }
     )

@@ -6,9 +6,11 @@
     ├── ConfigError              the operator: bad settings or container (every issue, with its path)
     ├── HitRejected              the browser: a 4xx answer with the JSON error shape of DESIGN.md
     │   └── PayloadTooLarge      413
-    └── DeliveryError            the sender: an outbound request did not succeed
-        ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
-        └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
+    ├── DeliveryError            the sender: an outbound request did not succeed
+    │   ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
+    │   └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
+    └── OutboxError              the operator: the outbox (SQLite file, Redis) cannot be used;
+                                 a hit that cannot be stored is answered 503
 """
 
 from __future__ import annotations
@@ -113,3 +115,8 @@ class OriginNotAllowed(HitRejected):
     """A browser request from an origin outside ``TAGSERVER_ALLOWED_ORIGINS``."""
 
     status = 403
+
+
+class OutboxError(TagserverError):
+    """The outbox cannot be opened, read or written (a locked or unwritable SQLite file, Redis
+    unreachable). The message names the backend (never a password) and the operation."""
