@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.redis_server import RedisServerProcess
 from tests.e2e.server import SHIPPED_TAGS_DIR, ServerStartError, TagServerProcess, default_env
 from tests.fakes.graph import FakeGraphAPI
 
@@ -14,6 +15,25 @@ StartServer = Callable[..., TagServerProcess]
 
 _SERVERS = pytest.StashKey[list[TagServerProcess]]()
 _GRAPH = pytest.StashKey[FakeGraphAPI]()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
+    """A real redis-server on a free 127.0.0.1 port for the whole session (no persistence)."""
+    server = RedisServerProcess(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServerProcess) -> str:
+    """The URL of the session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture

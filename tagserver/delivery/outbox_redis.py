@@ -43,6 +43,8 @@ GROUP = "senders"
 RELEASED = "released"
 #: Entries moved per script call / read per XRANGE page.
 CHUNK = 500
+#: Connections per process; more concurrent operations wait for a free one (up to 10 s).
+MAX_CONNECTIONS = 32
 
 _BURY = """
 local nfail = tonumber(ARGV[2])
@@ -157,7 +159,11 @@ class RedisOutbox:
     async def open(self) -> None:
         if self._redis is not None:
             return
-        self._redis = aioredis.from_url(self.url, decode_responses=False)
+        # a blocking pool: a burst of hits waits for a connection instead of failing
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=MAX_CONNECTIONS, timeout=10, decode_responses=False
+        )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._bury = self._redis.register_script(_BURY)
         self._replay = self._redis.register_script(_REPLAY)
         client = self._client()

@@ -194,6 +194,21 @@ class TagServerProcess:
             self._output = None
         return code
 
+    def kill(self) -> int | None:
+        """SIGKILL (``kill -9``): no drain, no shutdown code; return the exit code."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        code: int | None = None
+        if self._process is not None:
+            process, self._process = self._process, None
+            process.kill()
+            code = process.wait(timeout=STOP_TIMEOUT_S)
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        return code
+
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
