@@ -1,4 +1,4 @@
-"""The ``tagserver`` command: ``serve``, ``validate``, ``demo``."""
+"""The ``tagserver`` command: ``serve``, ``validate``, ``demo``, ``outbox``."""
 
 from __future__ import annotations
 
@@ -36,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after showing the sample hit (for scripts and tests)",
     )
+    from tagserver.outbox_cli import add_outbox_parser
+
+    add_outbox_parser(sub)
     return parser
 
 
@@ -50,6 +53,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tagserver.demo import run_demo
 
         return run_demo(host=args.host, port=args.port, once=args.once)
+    if args.command == "outbox":
+        from tagserver.outbox_cli import run_outbox_command
+
+        return run_outbox_command(args)
     return 2
 
 
