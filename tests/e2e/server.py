@@ -85,8 +85,10 @@ class TagServerProcess:
         output_path: Path,
         host: str = "127.0.0.1",
         start_timeout: float = START_TIMEOUT_S,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.tags_dir = tags_dir
+        self.extra_args = extra_args
         self.host = host
         self.port = 0
         self.output_path = output_path
@@ -117,6 +119,7 @@ class TagServerProcess:
             str(self.port),
             "--tags",
             str(self.tags_dir),
+            *self.extra_args,
         ]
 
     def start(self) -> TagServerProcess:
