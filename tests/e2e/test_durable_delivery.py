@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import StartServer
 from tests.e2e.load import HitLoad
-from tests.fakes.graph import FakeGraphAPI, Failure
+from tests.fakes.graph import Failure, FakeGraphAPI
 
 HITS = 2000
 OUTAGE_S = 10.0
