@@ -25,7 +25,7 @@ from tagserver.client_ip import is_public, resolve_client_ip
 from tagserver.clients.collect import parse_collect_body
 from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import run_container
-from tagserver.delivery.channels import MetaChannel
+from tagserver.delivery.channels import Channel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.outbox import Outbox, describe_outbox, open_outbox
 from tagserver.delivery.recorder import RecordingTransport
@@ -117,13 +117,14 @@ def create_app(
             await client.aclose()
             raise
         state.outbox = store
+        channels: dict[type, Channel] = {MetaDestination: MetaChannel(settings.meta_graph_url)}
         state.sender = Sender(
             client,
             outbox=store,
-            channels={MetaDestination: MetaChannel(settings.meta_graph_url)},
+            channels=channels,
             drops=state.drops,
             policy=policy,
-            destinations=_destinations(container),
+            destinations=_destinations(container, channels),
             metrics=metrics,
             flush_interval=settings.flush_interval_s,
         )
@@ -194,10 +195,11 @@ def create_app(
     return app
 
 
-def _destinations(container: Container) -> list[MetaDestination]:
-    """The destinations the container's tags send to (with their current tokens)."""
+def _destinations(container: Container, channels: dict[type, Channel]) -> list[object]:
+    """The destinations the container's tags send to (with their current tokens), so that
+    entries stored earlier resolve to them."""
     found = [getattr(tag, "destination", None) for tag in container.tags]
-    return [d for d in found if isinstance(d, MetaDestination)]
+    return [d for d in found if type(d) in channels]
 
 
 async def _refresh_outbox_gauges(state: AppState, *, every: float) -> None:

@@ -23,8 +23,9 @@ so a replay after fixing an expired token uses the new one.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol, get_args
 
@@ -154,6 +155,44 @@ class Outbox(Protocol):
         """Move dead letters (all, those with ``reason``, or those ``ids``) back into the outbox
         with their original payload; return how many."""
         ...
+
+
+class GroupWriter:
+    """Group commit on the event loop: the entries of every ``put`` that arrives while a write is
+    running go together into the next write (one SQLite transaction, one Redis pipeline), and
+    each ``put`` returns when the write holding its entries has succeeded (or raises its error).
+
+    ``write(entries)`` stores a list of entries durably; it is called for one group at a time.
+    """
+
+    def __init__(self, write: Callable[[list[NewEntry]], Awaitable[None]]) -> None:
+        self._write = write
+        self._pending: list[NewEntry] = []
+        self._waiter: asyncio.Future[None] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def put(self, entries: Sequence[NewEntry]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._waiter is None:
+            self._waiter = loop.create_future()
+        waiter = self._waiter
+        self._pending.extend(entries)
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._flush())
+        await asyncio.shield(waiter)
+
+    async def _flush(self) -> None:
+        while self._pending:
+            group, self._pending = self._pending, []
+            waiter, self._waiter = self._waiter, None
+            assert waiter is not None
+            try:
+                await self._write(group)
+            except Exception as exc:
+                waiter.set_exception(exc)
+                waiter.add_done_callback(lambda f: f.exception())  # retrieved even if all left
+            else:
+                waiter.set_result(None)
 
 
 def open_outbox(spec: str, *, lease_s: float = 30.0) -> Outbox:

@@ -30,6 +30,7 @@ from tagserver.delivery.outbox import (
     DeadLetter,
     DestinationStats,
     Failure,
+    GroupWriter,
     NewEntry,
     OutboxEntry,
     OutboxStats,
@@ -136,6 +137,7 @@ class RedisOutbox:
         self._cursor = "0-0"
         self._bury: Any = None
         self._replay: Any = None
+        self._writer = GroupWriter(self._add)
 
     @property
     def _lease_ms(self) -> int:
@@ -193,8 +195,10 @@ class RedisOutbox:
             await client.aclose()
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
-        if not entries:
-            return
+        if entries:
+            await self._writer.put(entries)
+
+    async def _add(self, entries: list[NewEntry]) -> None:
         client = self._client()
         now = repr(time.time())
 

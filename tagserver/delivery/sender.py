@@ -264,15 +264,18 @@ class Sender:
         self, key: str, destination: Any, channel: Channel, batch: list[_Held]
     ) -> None:
         label = channel.label(destination)
-        url, body = channel.build_request(destination, [h.entry.payload for h in batch])
+        payloads = [h.entry.payload for h in batch]
+        url, body = channel.build_request(destination, payloads)
+        headers = {"content-type": "application/json"}
+        request_headers = getattr(channel, "request_headers", None)
+        if request_headers is not None:  # a channel whose requests are not JSON
+            headers = request_headers(destination, payloads)
         for h in batch:
             h.attempts += 1
         attempts = max(h.attempts for h in batch)
         try:
             async with self._semaphore:
-                response = await self._client.post(
-                    url, content=body, headers={"content-type": "application/json"}
-                )
+                response = await self._client.post(url, content=body, headers=headers)
                 content = await response.aread()
             error = channel.classify(response.status_code, content, response.headers)
         except httpx.HTTPError as exc:

@@ -320,15 +320,14 @@ def test_unwritable_sqlite_path_is_an_outbox_error(tmp_path: Path) -> None:
 
 
 def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
-    """Many concurrent puts take far fewer commits than puts (counted with SQLite's
-    ``total_changes`` per commit is not exposed, so count the writer's batches)."""
+    """300 concurrent puts share a handful of transactions (the writer thread's batches)."""
     outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
     batches: list[int] = []
     original = outbox._run_batch
 
-    def counting(conn: Any, batch: list[Any]) -> None:
+    async def counting(conn: Any, batch: list[Any], *, fsync: bool) -> None:
         batches.append(len(batch))
-        original(conn, batch)
+        await original(conn, batch, fsync=fsync)
 
     outbox._run_batch = counting  # type: ignore[method-assign]
 
@@ -339,5 +338,4 @@ def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
         await outbox.close()
 
     run(main())
-    assert sum(batches) == 301  # 300 puts + 1 stats
-    assert len(batches) < 150, f"puts were not grouped: {len(batches)} transactions"
+    assert len(batches) < 30, f"puts were not grouped: {len(batches)} transactions"
