@@ -126,11 +126,11 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("tagserver did not become healthy")
 
 
-def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_redis(workdir: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(workdir)],
+        pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", str(workdir)], cpu),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     for _ in range(100):
@@ -145,14 +145,22 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("redis-server did not start")
 
 
-def load(url: str, seconds: float, connections: int, tool: str) -> int:
+def pinned(command: list[str], cpu: int | None) -> list[str]:
+    """``command`` run on one CPU with ``taskset`` (when asked for and installed)."""
+    if cpu is None or not shutil.which("taskset"):
+        return command
+    return ["taskset", "-c", str(cpu), *command]
+
+
+def load(url: str, seconds: float, connections: int, tool: str, cpu: int | None = None) -> int:
     """Saturate ``url``/e for ``seconds``; the number of 2xx answers."""
     if tool == "wrk":
         with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
             script.write(WRK_SCRIPT)
         try:
             out = subprocess.run(
-                ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s", "-s", script.name, url],
+                pinned(["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+                        "-s", script.name, url], cpu),
                 capture_output=True, text=True, check=True, timeout=seconds + 30,
             ).stdout  # fmt: skip
         finally:
@@ -166,41 +174,41 @@ def load(url: str, seconds: float, connections: int, tool: str) -> int:
             failed += sum(int(g) for g in errors.groups()[:3])
         return total - failed
     out = subprocess.run(
-        [sys.executable, "-c", PY_LOAD, url + "/e", str(seconds), str(connections),
-         json.dumps(HEADERS)],
+        pinned([sys.executable, "-c", PY_LOAD, url + "/e", str(seconds), str(connections),
+                json.dumps(HEADERS)], cpu),
         capture_output=True, text=True, check=True, timeout=seconds + 60,
     ).stdout  # fmt: skip
     return int(out.strip().splitlines()[-1])
 
 
 def run_backend(backend: str, *, seconds: float, connections: int, tool: str,
-                workdir: Path) -> Result:
+                workdir: Path, pin: bool = False) -> Result:
+    server_cpu, load_cpu = (0, 1) if pin else (None, None)
     redis_proc = None
     if backend == "memory":
         spec = "memory"
     elif backend == "sqlite":
         spec = str(workdir / f"bench-{time.time_ns()}.sqlite3")
     else:
-        redis_proc, spec = start_redis(workdir)
+        redis_proc, spec = start_redis(workdir, load_cpu)
     port = free_port()
     env = {**os.environ, "TAGSERVER_OUTBOX": spec, "TAGSERVER_DRY_RUN": "1",
            "TAGSERVER_LOG_LEVEL": "warning", "TAGSERVER_SITE_DOMAINS": "www.shop.example",
            "TAGSERVER_SECRET_KEY": "bench-secret-key-0123456789abcdef",
-           "META_PIXEL_ID": "1234567890", "META_ACCESS_TOKEN": "EAAB-BENCH-TOKEN",
-           "TAGSERVER_FLUSH_INTERVAL": "0.2"}  # fmt: skip
+           "META_PIXEL_ID": "1234567890", "META_ACCESS_TOKEN": "EAAB-BENCH-TOKEN"}  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "tagserver", "serve", "--host", "127.0.0.1", "--port", str(port),
-         "--tags", str(REPO / "tags")],
+        pinned([sys.executable, "-m", "tagserver", "serve", "--host", "127.0.0.1",
+                "--port", str(port), "--tags", str(REPO / "tags")], server_cpu),
         cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server)
-        load(url, min(2.0, seconds), connections, tool)  # warm-up
+        load(url, min(2.0, seconds), connections, tool, load_cpu)  # warm-up
         pids = [server.pid] + ([redis_proc.pid] if redis_proc else [])
         cpu_before = sum(cpu_seconds(p) for p in pids)
         started = time.monotonic()
-        hits = load(url, seconds, connections, tool)
+        hits = load(url, seconds, connections, tool, load_cpu)
         elapsed = time.monotonic() - started
         cpu = sum(cpu_seconds(p) for p in pids) - cpu_before
         return Result(backend, hits, elapsed, cpu)
@@ -231,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tool", choices=["auto", "wrk", "python"], default="auto")
     parser.add_argument("--max-overhead", type=float, default=0.30)
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--pin", action="store_true",
+                        help="server on CPU 0, load (and redis-server) on CPU 1 (taskset)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     tool = args.tool
@@ -246,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
             for backend in backends:  # in turn, so a slow minute of the machine hits all
                 runs[backend].append(run_backend(backend, seconds=args.seconds,
                                                  connections=args.connections, tool=tool,
-                                                 workdir=Path(tmp)))  # fmt: skip
+                                                 workdir=Path(tmp), pin=args.pin))  # fmt: skip
     results = [median_result(b, runs[b]) for b in backends]
     base = next((r for r in results if r.backend == "memory"), None)
     rows = []

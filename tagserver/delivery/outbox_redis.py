@@ -7,7 +7,8 @@ stream of waiting entries), ``{tagserver}:dead`` (the stream of dead letters); t
 - ``put``: ``XADD`` of every entry in one pipeline (one round trip per hit).
 - ``claim``: ``XAUTOCLAIM`` of entries idle for longer than the lease (their consumer died or
   released them), then ``XREADGROUP >`` for new ones.
-- ``renew``: ``XCLAIM ... JUSTID`` by the owner resets the idle time of what it holds.
+- ``renew``: ``XCLAIM ... IDLE 0 JUSTID`` of what this consumer still owns resets its idle time
+  (a Lua script checks the owner, so an entry another instance took over is not taken back).
 - ``ack``: ``XACK`` + ``XDEL`` (the stream holds only what is not yet delivered: ``XLEN`` is the
   depth). ``release``: ``XCLAIM`` to the consumer ``released`` with an idle time past the lease,
   so any instance's next ``XAUTOCLAIM`` takes them.
@@ -59,6 +60,20 @@ for i = 3 + nfail, #ARGV do
     for j = 3, 2 + nfail do table.insert(fields, ARGV[j]) end
     redis.call('XADD', KEYS[2], '*', unpack(fields))
     redis.call('XDEL', KEYS[1], id)
+    moved = moved + 1
+  end
+end
+return moved
+"""
+
+# move pending entries still owned by ARGV[2] to ARGV[3] with idle time ARGV[4] ms: renewing
+# (to itself, idle 0) or releasing; an entry another consumer took over meanwhile is left alone
+_MOVE_OWNED = """
+local moved = 0
+for i = 5, #ARGV do
+  local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1)
+  if #p == 1 and p[1][2] == ARGV[2] then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, ARGV[i], 'IDLE', ARGV[4], 'JUSTID')
     moved = moved + 1
   end
 end
@@ -137,6 +152,7 @@ class RedisOutbox:
         self._cursor = "0-0"
         self._bury: Any = None
         self._replay: Any = None
+        self._move: Any = None
         self._writer = GroupWriter(self._add)
 
     @property
@@ -168,6 +184,7 @@ class RedisOutbox:
         self._redis = aioredis.Redis.from_pool(pool)
         self._bury = self._redis.register_script(_BURY)
         self._replay = self._redis.register_script(_REPLAY)
+        self._move = self._redis.register_script(_MOVE_OWNED)
         client = self._client()
 
         async def create() -> None:
@@ -241,16 +258,14 @@ class RedisOutbox:
 
         return await self._do("claim", claim())
 
-    async def renew(self, ids: Sequence[str]) -> None:
-        client = self._client()
+    async def _move_owned(self, what: str, ids: Sequence[str], to: str, idle_ms: int) -> None:
+        self._client()
         for start in range(0, len(ids), CHUNK):
-            chunk = list(ids[start : start + CHUNK])
-            await self._do(
-                "renew",
-                client.xclaim(
-                    self.stream, GROUP, self.consumer, 0, chunk, justid=True
-                ),
-            )
+            args = [GROUP, self.consumer, to, str(idle_ms), *ids[start : start + CHUNK]]
+            await self._do(what, self._move(keys=[self.stream], args=args))
+
+    async def renew(self, ids: Sequence[str]) -> None:
+        await self._move_owned("renew", ids, self.consumer, 0)
 
     async def ack(self, ids: Sequence[str]) -> None:
         if not ids:
@@ -266,16 +281,7 @@ class RedisOutbox:
         await self._do("ack", ack())
 
     async def release(self, ids: Sequence[str]) -> None:
-        client = self._client()
-        idle = self._lease_ms * 2
-        for start in range(0, len(ids), CHUNK):
-            chunk = list(ids[start : start + CHUNK])
-            await self._do(
-                "release",
-                client.xclaim(
-                    self.stream, GROUP, RELEASED, 0, chunk, idle=idle, justid=True
-                ),
-            )
+        await self._move_owned("release", ids, RELEASED, self._lease_ms * 2)
 
     async def bury(self, entries: Sequence[OutboxEntry], failure: Failure) -> None:
         self._client()

@@ -10,9 +10,9 @@ The statements run on the event loop's thread: they take microseconds, and a thr
 was measured slower (each SQLite call releases the GIL, and taking it back from a busy event loop
 costs up to the interpreter's 5 ms switch interval, several times per transaction). Only the
 ``COMMIT`` that syncs the disk runs on a thread, so the loop keeps answering hits meanwhile (their
-entries make the next group). Claims, acks and leases commit without ``fsync``
-(``synchronous=NORMAL`` for those transactions): after a power cut they can only cause one more
-delivery attempt. Another process's write lock is awaited (``busy_timeout`` 0, retried with
+entries make the next group); so do the WAL checkpoints. Claims, acks and leases commit without
+``fsync`` (``synchronous=NORMAL`` for those transactions): after a power cut they can only cause
+one more delivery attempt. Another process's write lock is awaited (``busy_timeout`` 0, retried with
 backoff up to 10 s), never blocking the loop.
 
 Several processes may share the file (``tagserver serve --workers N``, the operator CLI): WAL lets
@@ -56,6 +56,9 @@ BUSY_TIMEOUT_MS = 10_000
 ROWS_PER_STATEMENT = 1000
 #: Ids per ``IN (...)`` list.
 IDS_PER_STATEMENT = 1000
+#: Every this many commits a WAL checkpoint runs, off the event loop (SQLite's automatic one
+#: would run inside whichever commit crosses 1,000 pages, often on the loop).
+CHECKPOINT_EVERY = 200
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -110,6 +113,7 @@ class SqliteOutbox:
         self._conn: sqlite3.Connection | None = None
         self._ops: list[_Op] = []
         self._sync = "FULL"
+        self._commits = 0
         self._flusher: asyncio.Task[None] | None = None
         self._committer = ThreadPoolExecutor(1, thread_name_prefix="tagserver-outbox-commit")
         self._writer = GroupWriter(self._insert)
@@ -143,6 +147,7 @@ class SqliteOutbox:
             raise OutboxError(f"outbox {self.path}: WAL mode not available (got {mode!r})")
         conn.execute("PRAGMA synchronous = FULL")
         self._sync = "FULL"
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the committer thread
         conn.executescript(SCHEMA)  # at start only: may wait for another process's lock
         conn.execute("PRAGMA busy_timeout = 0")  # from now on lock waits are awaited
         return conn
@@ -227,9 +232,11 @@ class SqliteOutbox:
                     if not single:
                         conn.execute("RELEASE op")
                     results.append((fut, value, None))
-            if fsync:
+            self._commits += 1
+            checkpoint = self._commits % CHECKPOINT_EVERY == 0
+            if fsync or checkpoint:
                 loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._committer, conn.execute, "COMMIT")
+                await loop.run_in_executor(self._committer, _commit, conn, checkpoint)
             else:
                 conn.execute("COMMIT")
         except (sqlite3.Error, ValueError, TypeError) as exc:
@@ -419,6 +426,14 @@ class SqliteOutbox:
             return moved
 
         return await self._call(replay, durable=True)
+
+
+def _commit(conn: sqlite3.Connection, checkpoint: bool) -> None:
+    """On the committer thread: COMMIT (with its fsync), and now and then copy the WAL back into
+    the database file (a PASSIVE checkpoint never waits for readers)."""
+    conn.execute("COMMIT")
+    if checkpoint:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
 
 def _each_chunk(conn: sqlite3.Connection, sql: str, ids: list[int], *params: Any) -> None:

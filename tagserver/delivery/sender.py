@@ -99,6 +99,7 @@ class Sender:
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._fill_now = False
         self._outbox_empty = False
         self.delivered = 0
 
@@ -134,6 +135,7 @@ class Sender:
         await self._outbox.put(entries)
         self._unclaimed += len(entries)
         if self._unclaimed >= 1000 or self._closing:
+            self._fill_now = True
             self._wake.set()
 
     # the loop ----------------------------------------------------------------------------
@@ -145,18 +147,25 @@ class Sender:
             self._renew_task = asyncio.create_task(self._renew_loop(), name="tagserver-leases")
 
     async def _run(self) -> None:
+        """Claim new entries every ``flush_interval`` (sooner when a full batch waits or while
+        stopping), so they go out in full batches; send retries when they are due."""
+        next_fill = 0.0
         while True:
-            try:
-                await self._fill()
-            except OutboxError as exc:
-                log.error("outbox claim failed", extra={"error": str(exc)})
+            now = time.monotonic()
+            if now >= next_fill or self._fill_now or self._closing:
+                self._fill_now = False
+                next_fill = now + self._flush_interval
+                try:
+                    await self._fill()
+                except OutboxError as exc:
+                    log.error("outbox claim failed", extra={"error": str(exc)})
             self._dispatch()
-            timeout = self._flush_interval
+            timeout = next_fill - time.monotonic()
             next_due = self._next_due()
             if next_due is not None:
-                timeout = min(timeout, max(0.0, next_due - time.monotonic()))
+                timeout = min(timeout, next_due - time.monotonic())
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=timeout)
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, timeout))
             self._wake.clear()
 
     async def _renew_loop(self) -> None:

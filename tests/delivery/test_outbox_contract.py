@@ -339,3 +339,27 @@ def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
 
     run(main())
     assert len(batches) < 30, f"puts were not grouped: {len(batches)} transactions"
+
+
+def test_a_late_consumer_cannot_take_back_what_another_took_over(
+    backend: tuple[str, Consumers],
+) -> None:
+    """A consumer that paused past its lease neither renews nor releases entries another
+    consumer claimed meanwhile (the memory backend has only one consumer)."""
+    name, consumers = backend
+    if name == "memory":
+        pytest.skip("one process, one consumer")
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=0.3)
+        await a.put(entries("x"))
+        ids = [e.id for e in await a.claim(10)]
+        await asyncio.sleep(0.45)
+        assert [e.event_id for e in await b.claim(10)] == ["x"]
+        await a.renew(ids)
+        await a.release(ids)
+        assert await b.claim(10) == [], "still leased to b"
+        assert await a.claim(10) == []
+        await close_all(a, b)
+
+    run(main())
