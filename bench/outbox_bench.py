@@ -250,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     if "redis" in backends and not shutil.which("redis-server"):
         print("redis-server not installed: skipping the redis backend", file=sys.stderr)
         backends.remove("redis")
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[Result]] = {b: [] for b in backends}
     with tempfile.TemporaryDirectory(prefix="tagserver-bench-") as tmp:
         for _ in range(args.rounds):
@@ -258,6 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                                                  connections=args.connections, tool=tool,
                                                  workdir=Path(tmp), pin=args.pin))  # fmt: skip
     results = [median_result(b, runs[b]) for b in backends]
+    load_after = os.getloadavg()[0]
     base = next((r for r in results if r.backend == "memory"), None)
     rows = []
     failed = False
@@ -272,10 +274,14 @@ def main(argv: list[str] | None = None) -> int:
                      "over_target": over})  # fmt: skip
     if args.json:
         print(json.dumps({"tool": tool, "seconds": args.seconds, "rounds": args.rounds,
+                          "loadavg_before": load_before, "loadavg_after": load_after,
                           "connections": args.connections, "results": rows}))  # fmt: skip
     else:
         print(f"load: {tool}, {args.connections} connections, {args.seconds:g} s per run, "
-              f"median of {args.rounds} run(s) per backend")  # fmt: skip
+              f"median of {args.rounds} run(s) per backend"
+              + (", server pinned to CPU 0, load to CPU 1" if args.pin else ""))
+        print(f"1-min load average before/after: {load_before:.2f} / {load_after:.2f} "
+              "(anything else running on the machine skews the figures)")  # fmt: skip
         print(f"{'backend':8} {'hits':>8} {'hits/s':>9} {'CPU ms/hit':>11} {'vs memory':>10}"
               f" {'throughput':>11}")  # fmt: skip
         for row in rows:

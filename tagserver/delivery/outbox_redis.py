@@ -47,6 +47,8 @@ RELEASED = "released"
 CHUNK = 500
 #: Connections per process; more concurrent operations wait for a free one (up to 10 s).
 MAX_CONNECTIONS = 32
+#: Seconds before a silent Redis is an error (a hit then gets 503 instead of hanging).
+SOCKET_TIMEOUT_S = 5.0
 
 _BURY = """
 local nfail = tonumber(ARGV[2])
@@ -179,8 +181,9 @@ class RedisOutbox:
             return
         # a blocking pool: a burst of hits waits for a connection instead of failing
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=MAX_CONNECTIONS, timeout=10, decode_responses=False
-        )
+            self.url, max_connections=MAX_CONNECTIONS, timeout=10, decode_responses=False,
+            socket_timeout=SOCKET_TIMEOUT_S, socket_connect_timeout=SOCKET_TIMEOUT_S,
+        )  # fmt: skip
         self._redis = aioredis.Redis.from_pool(pool)
         self._bury = self._redis.register_script(_BURY)
         self._replay = self._redis.register_script(_REPLAY)

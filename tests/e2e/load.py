@@ -9,6 +9,7 @@ test can act (kill a server) while hits are in flight.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -47,6 +48,7 @@ class HitLoad:
         self.threads = threads
         self.timeout = timeout
         self.statuses: dict[str, int] = {}
+        self.answered_at: dict[str, float] = {}  # unix seconds
         self._lock = threading.Lock()
         self._accepted = 0
         self._thread: threading.Thread | None = None
@@ -72,6 +74,7 @@ class HitLoad:
                     status = 0
                 with self._lock:
                     self.statuses[event_id] = status
+                    self.answered_at[event_id] = time.time()
                     if 200 <= status < 300:
                         self._accepted += 1
 

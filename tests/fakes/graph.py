@@ -445,6 +445,11 @@ class FakeGraphAPI:
             self._outage = (time.monotonic() + seconds, tuple(failures))
             self._outage_count = 0
 
+    def end_outage(self) -> None:
+        """End an outage started by :meth:`fail_for` now."""
+        with self._lock:
+            self._outage = None
+
     def set_latency(self, seconds: float) -> None:
         """Wait ``seconds`` before answering each request."""
         with self._lock:
