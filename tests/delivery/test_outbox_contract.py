@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,9 +39,7 @@ def run(coro: Awaitable[T]) -> T:
     return asyncio.run(main())
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, Consumers]]:
-    """``(name, consumers)``; every opened consumer is closed by the test's own event loop."""
+def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
     name: str = request.param
     url = request.getfixturevalue("redis_url") if name == "redis" else ""
     shared = MemoryOutbox()
@@ -61,7 +59,19 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[st
             made.append(outbox)
         return made
 
-    yield name, consumers
+    return name, consumers
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
+    """``(name, consumers)``; every opened consumer is closed by the test's own event loop."""
+    return make_backend(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
+    """The backends several processes share."""
+    return make_backend(request, tmp_path)
 
 
 def entries(*ids: str, destination: str = "meta:111:v25.0") -> list[NewEntry]:
@@ -342,13 +352,11 @@ def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
 
 
 def test_a_late_consumer_cannot_take_back_what_another_took_over(
-    backend: tuple[str, Consumers],
+    shared_backend: tuple[str, Consumers],
 ) -> None:
     """A consumer that paused past its lease neither renews nor releases entries another
-    consumer claimed meanwhile (the memory backend has only one consumer)."""
-    name, consumers = backend
-    if name == "memory":
-        pytest.skip("one process, one consumer")
+    consumer claimed meanwhile."""
+    _, consumers = shared_backend
 
     async def main() -> None:
         a, b = await consumers(2, lease_s=0.3)
