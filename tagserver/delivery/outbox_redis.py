@@ -4,7 +4,8 @@ Keys (one hash tag, so the Lua scripts also run on Redis Cluster): ``{tagserver}
 stream of waiting entries), ``{tagserver}:dead`` (the stream of dead letters); the consumer group is
 ``senders``; every process is one consumer named ``<host>:<pid>:<random>``.
 
-- ``put``: ``XADD`` of every entry in one pipeline (one round trip per hit).
+- ``put``: the entries of concurrent hits go together (group commit), ``XADD`` by a Lua script in
+  one round trip.
 - ``claim``: ``XAUTOCLAIM`` of entries idle for longer than the lease (their consumer died or
   released them), then ``XREADGROUP >`` for new ones.
 - ``renew``: ``XCLAIM ... IDLE 0 JUSTID`` of what this consumer still owns resets its idle time
@@ -82,6 +83,15 @@ end
 return moved
 """
 
+# XADD of every entry of a group in one call: ARGV[1] the time, then (d, p, e, t) per entry
+_PUT = """
+for i = 2, #ARGV, 4 do
+  redis.call('XADD', KEYS[1], '*', 'd', ARGV[i], 'p', ARGV[i + 1], 'e', ARGV[i + 2],
+             't', ARGV[i + 3], 'c', ARGV[1])
+end
+return (#ARGV - 1) / 4
+"""
+
 _REPLAY = """
 local moved = 0
 for _, id in ipairs(ARGV) do
@@ -155,6 +165,7 @@ class RedisOutbox:
         self._bury: Any = None
         self._replay: Any = None
         self._move: Any = None
+        self._put: Any = None
         self._writer = GroupWriter(self._add)
 
     @property
@@ -188,6 +199,7 @@ class RedisOutbox:
         self._bury = self._redis.register_script(_BURY)
         self._replay = self._redis.register_script(_REPLAY)
         self._move = self._redis.register_script(_MOVE_OWNED)
+        self._put = self._redis.register_script(_PUT)
         client = self._client()
 
         async def create() -> None:
@@ -219,23 +231,14 @@ class RedisOutbox:
             await self._writer.put(entries)
 
     async def _add(self, entries: list[NewEntry]) -> None:
-        client = self._client()
+        self._client()
         now = repr(time.time())
-
-        async def put() -> None:
-            async with client.pipeline(transaction=False) as pipe:
-                for e in entries:
-                    fields: dict[Any, Any] = {
-                        "d": e.destination,
-                        "p": e.payload,
-                        "e": e.event_id,
-                        "t": "" if e.event_time is None else str(e.event_time),
-                        "c": now,
-                    }
-                    pipe.xadd(self.stream, fields)
-                await pipe.execute()
-
-        await self._do("put", put())
+        for start in range(0, len(entries), CHUNK):
+            args: list[Any] = [now]
+            for e in entries[start : start + CHUNK]:
+                etime = "" if e.event_time is None else str(e.event_time)
+                args.extend((e.destination, e.payload, e.event_id, etime))
+            await self._do("put", self._put(keys=[self.stream], args=args))
 
     async def claim(self, limit: int) -> list[OutboxEntry]:
         client = self._client()
