@@ -192,7 +192,10 @@ async def handle_collect(request: Request, state: AppState) -> Response:
 
     peer = request.client.host if request.client else None
     ip = resolve_client_ip(
-        peer, request.headers.getlist("x-forwarded-for"), trusted_proxies=settings.trusted_proxies
+        peer,
+        request.headers.getlist("x-forwarded-for"),
+        trusted_proxies=settings.trusted_proxies,
+        forwarded=request.headers.getlist("forwarded"),
     )
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(request)
