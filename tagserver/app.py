@@ -15,6 +15,7 @@ from importlib import resources
 import httpx
 from itsdangerous import Signer
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
@@ -38,7 +39,12 @@ from tagserver.http import (
     preflight_headers,
     read_body,
 )
-from tagserver.identity import VISITOR_ID_SALT, resolve_cookie_scope, resolve_identity
+from tagserver.identity import (
+    VISITOR_ID_SALT,
+    parse_cookie_header,
+    resolve_cookie_scope,
+    resolve_identity,
+)
 from tagserver.logs import AccessLogMiddleware
 from tagserver.settings import Settings, load_settings
 from tagserver.tags.meta import MetaDestination
@@ -148,10 +154,20 @@ def create_app(
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
     app.state.tagserver = state
     app.add_middleware(AccessLogMiddleware)
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 and other routing errors in DESIGN.md's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    rejected = HitRejected(str(exc.detail), errors=[{"field": "path", "message": str(exc.detail)}])
+    rejected.status = exc.status_code
+    return error_response(rejected, headers=dict(exc.headers or {}))
 
 
 @dataclass(frozen=True)
@@ -200,7 +216,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(request)
     identity = resolve_identity(
-        request.cookies,
+        parse_cookie_header(request.headers.get("cookie", "")),
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,

@@ -193,10 +193,14 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 
 def _parse_domains(raw: str) -> list[str]:
+    from tagserver.identity import is_public_suffix
+
     domains = [d.lower().rstrip(".") for d in _split(raw)]
     for domain in domains:
         if not _DOMAIN_RE.match(domain):
             raise ValueError(f"{domain!r} is not a host name")
+        if is_public_suffix(domain):
+            raise ValueError(f"{domain!r} is a public suffix: no cookie can be set on it")
     return domains
 
 
@@ -219,7 +223,11 @@ def _parse_origins(raw: str) -> list[str]:
 def _parse_networks(raw: str) -> list[IPNetwork]:
     if raw.strip() == "*":
         raise ValueError("'*' would let any client choose its IP")
-    return [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    networks = [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(f"{network} trusts every address: any client could choose its IP")
+    return networks
 
 
 def _parse_base_url(raw: str) -> str:
