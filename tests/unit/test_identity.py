@@ -448,7 +448,11 @@ def test_visitor_id_is_new_for_each_new_visitor() -> None:
     "forge",
     [
         pytest.param(lambda good, vid: vid, id="unsigned"),
-        pytest.param(lambda good, vid: good[:-1] + ("A" if good[-1] != "A" else "B"), id="bad-sig"),
+        # a character inside the signature: the last base64 character carries unused low bits
+        pytest.param(
+            lambda good, vid: good[:-5] + ("A" if good[-5] != "A" else "Q") + good[-4:],
+            id="bad-sig",
+        ),
         pytest.param(lambda good, vid: "0" * 32 + good[32:], id="swapped-id"),
         pytest.param(
             lambda good, vid: (
