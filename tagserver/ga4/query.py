@@ -82,7 +82,7 @@ def split_params(text: str, *, where: str) -> list[Param]:
         if not name:
             raise HitRejected(
                 "parameter without a name",
-                errors=[{"field": where, "message": f"{raw[:40]!r} has no name before '='"}],
+                errors=[{"field": where, "message": "a pair starts with '='"}],
             )
         if len(name) > MAX_NAME_LENGTH or not name.isprintable():
             raise HitRejected(
