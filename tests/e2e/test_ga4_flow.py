@@ -336,3 +336,16 @@ def test_path_prefix_preflight_and_gtag_side_paths(start_server: StartServer) ->
     set_cookie = server.get("/_/set_cookie?val=x&path=%2F", headers={"Origin": ORIGIN})
     assert set_cookie.status_code == 204 and "set-cookie" not in set_cookie.headers
     assert set_cookie.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_event_id_parameter_is_configurable(
+    start_server: StartServer, fake_graph: FakeGraphAPI
+) -> None:
+    server = start_server(env={"TAGSERVER_GA4_EVENT_ID_PARAM": "meta_eid"})
+    response = server.get(
+        f"/g/collect?{SHARED}&en=page_view&ep.event_id=not-this&ep.meta_eid=pv-7&richsstsse",
+        headers=HEADERS)
+    (record, _) = parse_event_stream(response.text)
+    assert pixel_params(record["send_pixel"][0])["eid"] == "pv-7"
+    (event,) = fake_graph.wait_for_events(1)
+    assert event["event_id"] == "pv-7"
