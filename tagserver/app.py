@@ -24,13 +24,14 @@ from tagserver.client_ip import is_public, resolve_client_ip
 from tagserver.clients.collect import parse_collect_body
 from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import run_container
-from tagserver.delivery.channels import MetaChannel
+from tagserver.delivery.channels import GA4Channel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected, OriginNotAllowed
+from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
     check_body_type,
     cors_headers,
@@ -47,6 +48,7 @@ from tagserver.identity import (
 )
 from tagserver.logs import AccessLogMiddleware
 from tagserver.settings import Settings, load_settings
+from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.meta import MetaDestination
 
 log = logging.getLogger("tagserver.app")
@@ -107,7 +109,10 @@ def create_app(
         )
         state.sender = Sender(
             client,
-            channels={MetaDestination: MetaChannel(settings.meta_graph_url)},
+            channels={
+                MetaDestination: MetaChannel(settings.meta_graph_url),
+                GA4Destination: GA4Channel(settings.ga4_url),
+            },
             drops=state.drops,
             policy=policy,
             flush_interval=settings.flush_interval_s,
@@ -149,10 +154,27 @@ def create_app(
     async def collect(request: Request) -> Response:
         return await handle_collect(request, state)
 
+    async def ga4_collect(request: Request) -> Response:
+        return await handle_ga4_collect(request, state)
+
+    async def ga4_set_cookie(request: Request) -> Response:
+        return await handle_set_cookie(request, state)
+
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
+        # gtag.js, as to a server-side GTM container: the site's server_container_url may
+        # carry a path prefix (REFERENCE §2)
+        *(
+            Route(prefix + path, endpoint, methods=methods)
+            for prefix in ("", "/{prefix:path}")
+            for path, endpoint, methods in (
+                ("/g/collect", ga4_collect, ["GET", "POST", "OPTIONS"]),
+                ("/_/service_worker/{rest:path}", handle_service_worker, ["GET"]),
+                ("/_/set_cookie", ga4_set_cookie, ["GET", "POST", "OPTIONS"]),
+            )
+        ),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tagserver.consent import GRANTED, Consent
+
+if TYPE_CHECKING:
+    from tagserver.clients.ga4 import GA4Hit
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,8 @@ class Event:
 
     ``event_time`` and ``received_at`` are unix seconds. ``user_data`` is the raw customer
     information as sent (hashed only when a tag builds its request); ``client_ip`` is the resolved
-    public address or ``None``; ``fbp``/``fbc`` are validated cookie values.
+    public address or ``None``; ``fbp``/``fbc`` are validated cookie values. ``ga4`` is the
+    GA4 hit the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
     """
 
     event_name: str
@@ -35,3 +40,4 @@ class Event:
     fbp: str | None = None
     fbc: str | None = None
     visitor_id: str | None = None
+    ga4: GA4Hit | None = None

@@ -53,9 +53,10 @@ class TagType(Protocol):
 
 
 def _registry() -> dict[str, TagType]:
+    from tagserver.tags.ga4 import GA4Tag
     from tagserver.tags.meta import MetaTag
 
-    return {"meta": cast(TagType, MetaTag)}
+    return {"meta": cast(TagType, MetaTag), "ga4": cast(TagType, GA4Tag)}
 
 
 TAG_TYPES: dict[str, TagType] = _registry()
