@@ -102,9 +102,11 @@
     }
   }
 
+  // beacon from pagehide on (the page is going: no answer will be read); a hidden page still
+  // sends what waited for the first answer, which may never come if the page is frozen
   function leave(e) {
-    leaving = e.type === 'pagehide' || d.visibilityState === 'hidden';
-    if (leaving) held.splice(0).forEach(beacon);
+    if (e.type !== 'visibilitychange') leaving = e.type === 'pagehide';
+    if (leaving || d.visibilityState === 'hidden') held.splice(0).forEach(beacon);
   }
   w.addEventListener('pagehide', leave);
   w.addEventListener('pageshow', leave);
