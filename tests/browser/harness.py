@@ -52,14 +52,16 @@ FAKE_PIXEL_LIBRARY = """
   var f = window.fbq, seq = 0;
   f.callMethod = function () {
     var body = JSON.stringify({seq: seq++, page: location.href, args: [].slice.call(arguments)});
-    fetch('%s', {method: 'POST', mode: 'no-cors', keepalive: true, body: body});
+    fetch('__CALLS_URL__', {method: 'POST', mode: 'no-cors', keepalive: true, body: body});
   };
   var queued = f.queue || [];
   f.queue = [];
   queued.forEach(function (args) { f.callMethod.apply(f, args); });
 })();
-""" % PIXEL_CALLS_URL
-GIF = bytes.fromhex("47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b")
+""".replace("__CALLS_URL__", PIXEL_CALLS_URL)
+GIF = bytes.fromhex(
+    "47494638396101000100800000000000ffffff21f90401000000002c00000000010001000002024401003b"
+)
 
 
 def make_certificate(folder: Path) -> tuple[Path, Path]:
