@@ -81,12 +81,19 @@ class Deployment:
 
 
 def start_deployment(
-    kind: DeploymentKind, *, start_server: StartServer, tls: tuple[Path, Path]
+    kind: DeploymentKind,
+    *,
+    start_server: StartServer,
+    tls: tuple[Path, Path],
+    tags_dir: Path = TAGS_DIR,
+    env: dict[str, str] | None = None,
 ) -> tuple[ShopServer, TagServerProcess]:
     """``path``: tagserver on plain http behind the shop's own https server, at ``/ts/``.
     ``subdomain``: tagserver on ``https://t.shop.test:<port>``, CORS for the shop's origin."""
     if kind == "path":
-        server = start_server(env={"TAGSERVER_SITE_DOMAINS": SHOP_HOST}, tags_dir=TAGS_DIR)
+        server = start_server(
+            env={"TAGSERVER_SITE_DOMAINS": SHOP_HOST, **(env or {})}, tags_dir=tags_dir
+        )
         shop = ShopServer(tls=tls, pages=PAGES, upstream=server.url).start()
         shop.script_url = shop.origin() + "/ts/t.js"
         return shop, server
@@ -94,8 +101,12 @@ def start_deployment(
     try:
         server = start_server(
             tls=tls,
-            tags_dir=TAGS_DIR,
-            env={"TAGSERVER_SITE_DOMAINS": SHOP_HOST, "TAGSERVER_ALLOWED_ORIGINS": shop.origin()},
+            tags_dir=tags_dir,
+            env={
+                "TAGSERVER_SITE_DOMAINS": SHOP_HOST,
+                "TAGSERVER_ALLOWED_ORIGINS": shop.origin(),
+                **(env or {}),
+            },
         )
     except BaseException:
         shop.stop()

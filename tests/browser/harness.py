@@ -219,6 +219,8 @@ class ShopServer:
         self._server.should_exit = True
         self._thread.join(timeout=10)
         self._socket.close()
+        if self._thread.is_alive():
+            raise RuntimeError("the shop server did not stop: a browser context still open?")
 
     def __enter__(self) -> ShopServer:
         return self.start()
