@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -197,9 +197,13 @@ def test_page_on_another_origin_gets_no_cors_access_and_no_cookies(
     session.pump_until(page, lambda: len(failed) >= 1, what="the page view to fail")
     assert failed[0].failure == "net::ERR_FAILED" and failed[0].response() is None
     # what the server answered that request (the browser keeps it from the page and from us)
-    log = [json.loads(line) for line in subdomain.server.output().splitlines()[1:]]
-    hits = [e for e in log if e.get("logger") == "tagserver.access" and e["path"] == "/e"]
-    assert [h["status"] for h in hits] == [403]
+    def hits() -> list[int]:  # the access log line is written once the answer has gone
+        log = [json.loads(line) for line in subdomain.server.output().splitlines()[1:]]
+        return [e["status"] for e in log
+                if e.get("logger") == "tagserver.access" and e["path"] == "/e"]
+
+    session.pump_until(page, lambda: len(hits()) >= 1, what="the access log line of the hit")
+    assert hits() == [403]
     replay = subdomain.server.post("/e", content=failed[0].post_data, headers={
         **failed[0].headers, "Host": f"t.shop.test:{subdomain.server.port}"})
     assert replay.status_code == 403
