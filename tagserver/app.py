@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import posixpath
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -136,7 +137,7 @@ def create_app(
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},
             )
 
-    script = _load_script()
+    script = load_script(script_path=settings.script_path, collect_path=settings.collect_path)
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse("ok", headers=NO_STORE)
@@ -198,8 +199,17 @@ class _Script:
     etag: str
 
 
-def _load_script() -> _Script:
+#: In t.js the collect path follows this marker, relative to the script's own URL.
+COLLECT_MARKER = b"/*collect*/'e'"
+
+
+def load_script(*, script_path: str, collect_path: str) -> _Script:
+    """The browser client with ``collect_path`` written in relative to ``script_path``, so that a
+    load balancer that mounts both under a prefix (``/metrics/t.js`` → ``/t.js``) still works."""
     body = resources.files("tagserver.static").joinpath("t.js").read_bytes()
+    relative = posixpath.relpath(collect_path, posixpath.dirname(script_path))
+    # settings allow only [A-Za-z0-9._~/-] in paths: nothing to escape inside the quotes
+    body = body.replace(COLLECT_MARKER, b"/*collect*/'" + relative.encode("ascii") + b"'")
     return _Script(body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
 
 

@@ -38,7 +38,8 @@ def fake_ga4(request: pytest.FixtureRequest) -> Iterator[FakeGA4]:
 def start_server(
     request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI, fake_ga4: FakeGA4
 ) -> Iterator[StartServer]:
-    """Factory: ``start_server(env={...}, tags_dir=...)`` runs ``tagserver serve`` and waits.
+    """Factory: ``start_server(env={...}, tags_dir=..., tls=(key, cert))`` runs ``tagserver serve``
+    and waits.
 
     The environment is a copy of ``os.environ`` plus :func:`default_env` (pointing at
     ``fake_graph``) and ``TAGSERVER_GA4_URL`` (pointing at ``fake_ga4``), then ``env`` (None
@@ -53,6 +54,7 @@ def start_server(
         *,
         env: Mapping[str, str | None] | None = None,
         tags_dir: Path = SHIPPED_TAGS_DIR,
+        tls: tuple[Path, Path] | None = None,
     ) -> TagServerProcess:
         merged: dict[str, str | None] = {
             **default_env(graph_url=fake_graph.url, outbox=tmp_path / "outbox.sqlite3"),
@@ -63,6 +65,7 @@ def start_server(
             tags_dir=tags_dir,
             env=merged,
             output_path=tmp_path / f"server-{len(started)}.log",
+            tls=tls,
         )
         started.append(server)
         try:
