@@ -329,6 +329,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: the stdlib's listen backlog of 5 drops connections when many arrive at once (the real
+    #: service never does): concurrent senders then see resets that are the fake's fault
+    request_queue_size = 128
     fake: FakeGraphAPI
 
 
