@@ -23,7 +23,8 @@ from tagserver.client_ip import is_public, resolve_client_ip
 from tagserver.clients.collect import parse_collect_body
 from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import run_container
-from tagserver.delivery.channels import MetaChannel
+from tagserver.container.watch import ContainerReloader, loader_for
+from tagserver.delivery.channels import HttpChannel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
@@ -41,11 +42,14 @@ from tagserver.http import (
 from tagserver.identity import VISITOR_ID_SALT, resolve_cookie_scope, resolve_identity
 from tagserver.logs import AccessLogMiddleware
 from tagserver.settings import Settings, load_settings
+from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
 log = logging.getLogger("tagserver.app")
 
 NO_STORE = {"cache-control": "no-store"}
+#: Response header of ``GET /healthy`` naming the active container's version (content hash).
+VERSION_HEADER = "x-container-version"
 
 
 @dataclass
@@ -58,6 +62,7 @@ class AppState:
     signer: Signer
     recorder: RecordingTransport | None
     sender: Sender | None = None
+    reloader: ContainerReloader | None = None
 
 
 def create_app(
@@ -65,13 +70,18 @@ def create_app(
     *,
     container: Container | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    watch: bool | None = None,
 ) -> Starlette:
     """Build the application.
 
     ``container`` defaults to loading ``settings.tags_dir`` (raises
     :class:`~tagserver.exceptions.ConfigError`); ``transport`` replaces the network for outbound
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
+    ``watch`` (default: when the container was loaded here) reloads ``settings.tags_dir`` live
+    every ``settings.reload_interval_s`` seconds and on SIGHUP.
     """
+    if watch is None:
+        watch = container is None
     if container is None:
         container = load_container(settings.tags_dir, environ=os.environ)
     recorder = RecordingTransport() if settings.dry_run else None
@@ -101,23 +111,38 @@ def create_app(
         )
         state.sender = Sender(
             client,
-            channels={MetaDestination: MetaChannel(settings.meta_graph_url)},
+            channels={
+                MetaDestination: MetaChannel(settings.meta_graph_url),
+                HttpDestination: HttpChannel(),
+            },
             drops=state.drops,
             policy=policy,
             flush_interval=settings.flush_interval_s,
         )
         await state.sender.start()
+        if watch and settings.reload_interval_s > 0:
+            state.reloader = ContainerReloader(
+                settings.tags_dir,
+                current=lambda: state.container,
+                activate=lambda new: setattr(state, "container", new),
+                load=loader_for(os.environ),
+                interval=settings.reload_interval_s,
+            )
+            await state.reloader.start()
         log.info(
             "started",
             extra={
-                "container_version": container.version,
-                "tags": [t.name for t in container.tags],
+                "container_version": state.container.version,
+                "tags": [t.name for t in state.container.tags],
                 "dry_run": settings.dry_run,
+                "live_reload": state.reloader is not None,
             },
         )
         try:
             yield
         finally:
+            if state.reloader is not None:
+                await state.reloader.stop()
             await state.sender.stop(timeout=settings.drain_timeout_s)
             await client.aclose()
             log.info(
@@ -128,7 +153,9 @@ def create_app(
     script = _load_script()
 
     async def healthy(request: Request) -> Response:
-        return PlainTextResponse("ok", headers=NO_STORE)
+        return PlainTextResponse(
+            "ok", headers={**NO_STORE, VERSION_HEADER: state.container.version}
+        )
 
     async def client_script(request: Request) -> Response:
         headers = {
@@ -222,10 +249,11 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
+        cookies=request.cookies,
+        headers={k: v for k, v in request.headers.items() if k != "cookie"},
     )
-    result = run_container(
-        state.container, event, default_country=settings.default_country, now=now
-    )
+    container = state.container  # one container for the whole event, even during a reload
+    result = run_container(container, event, default_country=settings.default_country, now=now)
     for tag_name, reason, detail in result.drops:
         state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
     assert state.sender is not None, "the lifespan has not run"

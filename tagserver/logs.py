@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from tagserver.secret import redact_secrets
+
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
@@ -23,8 +25,9 @@ _TOKEN_RE = re.compile(r"\bEAA[A-Za-z0-9_-]{8,}")
 
 
 def redact(text: str) -> str:
-    """Mask e-mail addresses and Meta access tokens (``EAA...``) in ``text``."""
-    return _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", text))
+    """Mask known secrets (:func:`tagserver.secret.redact_secrets`), e-mail addresses and Meta
+    access tokens (``EAA...``) in ``text``."""
+    return _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", redact_secrets(text)))
 
 
 class JsonFormatter(logging.Formatter):

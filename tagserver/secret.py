@@ -1,6 +1,40 @@
-"""A string that never shows itself: tokens and keys read from the environment."""
+"""A string that never shows itself: tokens and keys read from the environment.
+
+Every :class:`Secret` of the process is also remembered (values of at least
+:data:`MIN_REDACTED_LENGTH` characters) so that :func:`redact_secrets` can mask it in any text
+about to be printed or logged — a secret interpolated into a webhook URL or header included.
+"""
 
 from __future__ import annotations
+
+import re
+import threading
+
+MASK = "***"
+#: Shorter values are not masked in free text (they would garble unrelated words).
+MIN_REDACTED_LENGTH = 6
+
+_known: set[str] = set()
+_pattern: re.Pattern[str] | None = None
+_lock = threading.Lock()
+
+
+def _remember(value: str) -> None:
+    global _pattern
+    if len(value) < MIN_REDACTED_LENGTH or value in _known:
+        return
+    with _lock:
+        _known.add(value)
+        ordered = sorted(_known, key=len, reverse=True)  # longest first: no partial masks
+        _pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+
+def redact_secrets(text: str) -> str:
+    """``text`` with every known secret value replaced by ``***``."""
+    pattern = _pattern
+    if pattern is None or not text:
+        return text
+    return pattern.sub(MASK, text)
 
 
 class Secret:
@@ -13,6 +47,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
+        _remember(value)
 
     def reveal(self) -> str:
         return self._value

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel
+from tagserver.delivery.channels import Channel, request_head
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable
@@ -128,13 +128,14 @@ class Sender:
         channel = self._channel(destination)
         label = channel.label(destination)
         url, body = channel.build_request(destination, batch)
+        method, headers = request_head(channel, destination, batch)
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._semaphore:
-                    response = await self._client.post(
-                        url, content=body, headers={"content-type": "application/json"}
+                    response = await self._client.request(
+                        method, url, content=body, headers=headers
                     )
                     content = await response.aread()
                 error = channel.classify(response.status_code, content, response.headers)

@@ -73,19 +73,23 @@ def test_every_bad_case_is_present() -> None:
 def test_good_folder_loads() -> None:
     container = load_container(GOOD, environ=ENVIRON)
     assert [t.name for t in container.tags] == ["meta-standard", "meta-second-pixel"]
-    first, second = container.tags
+    entry_one, entry_two = container.tags
+    first, second = entry_one.tag, entry_two.tag
     assert isinstance(first, MetaTag) and isinstance(second, MetaTag)
     assert first.pixel_id == "1234567890"
     assert first.access_token.reveal() == "EAAG-unit-token-one"
-    assert first.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    (trigger,) = entry_one.triggers
+    assert trigger.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    assert entry_one.require_consent == ("ad_storage",)
     assert first.api_version == "v25.0"
     assert second.pixel_id == "9876543210"
     assert second.access_token.reveal() == "EAAG-unit-token-two"
-    assert second.events is None
+    (every,) = entry_two.triggers
+    assert every.events is None and every.condition is None
     assert second.browser_mode == "none"
     assert second.api_version == "v26.0"
     assert second.test_event_code == "TEST12345"
-    assert second.require_consent == ("ad_storage", "ad_user_data")
+    assert entry_two.require_consent == ("ad_storage", "ad_user_data")
     assert re.fullmatch(r"[0-9a-f]{12}", container.version)
 
 
@@ -144,9 +148,9 @@ def test_env_set_makes_the_env_case_valid() -> None:
     container = load_container(
         BAD / "env_unset", environ={**ENVIRON, "TAGSERVER_TEST_UNSET_PIXEL": "5555555555"}
     )
-    (meta,) = container.tags
-    assert isinstance(meta, MetaTag)
-    assert meta.pixel_id == "5555555555"
+    (entry,) = container.tags
+    assert isinstance(entry.tag, MetaTag)
+    assert entry.tag.pixel_id == "5555555555"
 
 
 def test_duplicate_names_report_both_files() -> None:
@@ -211,7 +215,7 @@ def test_every_registered_type_has_a_schema_branch() -> None:
 def test_shipped_containers_validate(folder: Path) -> None:
     container = load_container(folder, environ=ENVIRON)
     assert len(container.tags) >= 1
-    meta = container.tags[0]
+    meta = container.tags[0].tag
     assert isinstance(meta, MetaTag)
     assert meta.pixel_id == "1234567890"
     assert meta.access_token.reveal() == "EAAG-unit-token-one"

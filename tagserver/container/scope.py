@@ -1,0 +1,82 @@
+"""What one tag's parameters and one trigger see of an event: its event data and request context.
+
+A :class:`Scope` is made once per event (and once more per tag whose transformations change the
+event data); named variables are computed at most once per scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlsplit
+
+from tagserver.consent import GRANTED, Consent
+from tagserver.container.event_data import event_data_from_event
+from tagserver.event import Event
+
+if TYPE_CHECKING:
+    from tagserver.container.variables import Variable
+
+
+class Scope:
+    """Event data (``data``), consent, request cookies and headers (names lower case).
+
+    ``data`` is never mutated; transformations make a new scope with :meth:`derive`.
+    """
+
+    __slots__ = ("data", "consent", "cookies", "headers", "_values", "_query")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        consent: Consent = GRANTED,
+        cookies: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.data = data
+        self.consent = consent
+        self.cookies: Mapping[str, str] = cookies if cookies is not None else {}
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self._values: dict[str, Any] = {}
+        self._query: dict[str, str] | None = None
+
+    @classmethod
+    def from_event(cls, event: Event) -> Scope:
+        """The scope of a ``collect`` event: its event data plus its consent, cookies, headers."""
+        return cls(
+            event_data_from_event(event),
+            consent=event.consent,
+            cookies=event.cookies,
+            headers=event.headers,
+        )
+
+    def derive(self, data: Mapping[str, Any]) -> Scope:
+        """The same request context with other event data (variables are computed afresh)."""
+        return Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers)
+
+    def variable(self, variable: Variable) -> Any:
+        """The value of a named variable, computed once per scope."""
+        values = self._values
+        name = variable.name
+        if name in values:
+            return values[name]
+        value = variable.compute(self)
+        values[name] = value
+        return value
+
+    def query_params(self) -> Mapping[str, str]:
+        """The query parameters of ``page_location`` (first value of each name), parsed once."""
+        if self._query is None:
+            self._query = query_params(self.data.get("page_location"))
+        return self._query
+
+
+def query_params(url: object) -> dict[str, str]:
+    """The query of ``url`` as ``{name: first value}``; ``{}`` for a non-string or no query."""
+    if not isinstance(url, str) or "?" not in url:
+        return {}
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        params.setdefault(key, value)
+    return params
