@@ -51,10 +51,12 @@ def describe_error(error: ValidationError, where: str) -> ConfigIssue:
     if error.validator == "enum" and isinstance(error.validator_value, list):
         choices = error.validator_value
         hint = "expected one of " + ", ".join(json.dumps(v) for v in choices)
-        if isinstance(error.instance, str):
+        if isinstance(error.instance, str) and len(error.instance) <= 40:
             close = difflib.get_close_matches(error.instance, [str(c) for c in choices], n=1)
             if close:
                 hint = f"did you mean {close[0]!r}? {hint}"
+            return ConfigIssue(where, path, f"{error.instance!r} is not one of the allowed values",
+                               hint)
     elif error.validator == "required":
         hint = "add the missing key"
     elif isinstance(schema.get("description"), str) and error.validator in ("type", "pattern"):

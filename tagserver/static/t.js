@@ -24,8 +24,10 @@
     (commands || []).forEach(function (c) {
       if (c.type === 'fbq') {
         loadPixel();
-        var id = c.args[1];
-        if (!inited[id]) { inited[id] = true; w.fbq('init', id); }
+        var id = c.args[1];  /* trackSingle(Custom) names its pixel; dataProcessingOptions none */
+        if (String(c.args[0]).indexOf('trackSingle') === 0 && !inited[id]) {
+          inited[id] = true; w.fbq('init', id);
+        }
         w.fbq.apply(w, c.args);
       } else if (c.type === 'img') {
         new Image().src = c.src;

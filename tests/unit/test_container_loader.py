@@ -32,6 +32,7 @@ ENVIRON = {
     "META_PIXEL_ID": "1234567890",
     "META_ACCESS_TOKEN": "EAAG-unit-token-one",
     "META_ACCESS_TOKEN_2": "EAAG-unit-token-two",
+    "CRM_TOKEN": "crm-unit-token-0123",
 }
 BAD_CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
 
