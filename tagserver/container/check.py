@@ -29,6 +29,7 @@ from itsdangerous import Signer
 from tagserver.client_ip import is_public, parse_ip
 from tagserver.clients.collect import parse_collect_body
 from tagserver.consent import parse_consent
+from tagserver.container.event_data import add_aliases
 from tagserver.container.expect import check_expectations
 from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import ContainerResult, run_scope
@@ -114,7 +115,7 @@ def sample_scope(sample: Sample, *, now: float) -> Scope:
     """The scope the server would build for this sample; raises :class:`HitRejected` for a hit
     (or consent) the client refuses."""
     if sample.kind == "event":
-        data = dict(sample.body)
+        data = add_aliases(dict(sample.body))
         data.setdefault("event_id", f"sample-{sample.line}")
         data.setdefault("event_time", int(now))
         return Scope(data, consent=parse_consent(sample.consent), cookies=sample.cookies,

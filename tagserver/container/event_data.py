@@ -73,15 +73,23 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
     for key, value in optional:
         if value is not None:
             data[key] = value
-    custom = dict(event.custom_data)
-    data["custom_data"] = custom
+    data["custom_data"] = dict(event.custom_data)
     data["user_data"] = dict(event.user_data)
+    return add_aliases(data)
+
+
+def add_aliases(data: dict[str, Any]) -> dict[str, Any]:
+    """Fill the missing aliases of ``data`` from ``custom_data`` (``value``, ``currency``,
+    ``transaction_id``, ``items``) in place; returns ``data``. Aliases already present win."""
+    custom = data.get("custom_data")
+    if not isinstance(custom, Mapping):
+        return data
     for alias in ("value", "currency", "transaction_id"):
         source = ALIASES[alias][1]
-        if source in custom:
+        if alias not in data and custom.get(source) is not None:
             data[alias] = custom[source]
     contents = custom.get("contents")
-    if isinstance(contents, list):
+    if "items" not in data and isinstance(contents, list):
         data["items"] = [_item(entry) for entry in contents]
     return data
 

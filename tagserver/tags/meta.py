@@ -223,9 +223,10 @@ class MetaTag:
     def _custom_data(self, scope: Scope) -> Mapping[str, Any]:
         raw = scope.data.get("custom_data")
         custom: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        if not self.custom_data:
+        base = common_custom_data(scope.data)
+        if not self.custom_data and not base:
             return custom
-        merged = dict(custom)
+        merged = {**base, **custom}
         for key, value in self.custom_data:
             resolved = value.resolve(scope)
             if resolved is not None:
@@ -252,7 +253,7 @@ class MetaTag:
             user["fbc"] = fbc
         if scope.consent.ad_user_data:
             raw = data.get("user_data")
-            customer: dict[str, Any] = dict(raw) if isinstance(raw, Mapping) else {}
+            customer: dict[str, Any] = common_user_data(raw)
             for key, value in self.user_data:
                 resolved = value.resolve(scope)
                 if resolved is not None:
@@ -291,6 +292,57 @@ class MetaTag:
             }
         )
         return commands
+
+
+def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Meta custom data from sGTM's common event data keys: ``value``, ``currency``,
+    ``transaction_id`` → ``order_id``, ``items`` → ``contents`` (``item_id`` → ``id``,
+    ``quantity``, ``price`` → ``item_price``). The event's ``custom_data`` object wins over these."""
+    base: dict[str, Any] = {}
+    for source, target in (("value", "value"), ("currency", "currency"),
+                           ("transaction_id", "order_id")):
+        if data.get(source) is not None:
+            base[target] = data[source]
+    items = data.get("items")
+    if isinstance(items, list):
+        contents = []
+        for item in items:
+            if isinstance(item, Mapping) and item.get("item_id") is not None:
+                entry: dict[str, Any] = {"id": item["item_id"]}
+                for key, meta_key in (("quantity", "quantity"), ("price", "item_price")):
+                    if item.get(key) is not None:
+                        entry[meta_key] = item[key]
+                contents.append(entry)
+        if contents:
+            base["contents"] = contents
+    return base
+
+
+#: sGTM's ``user_data`` keys (GA4 user-provided data) → Meta's customer information keys.
+SGTM_USER_KEYS = {"email_address": "em", "phone_number": "ph"}
+SGTM_ADDRESS_KEYS = {"first_name": "fn", "last_name": "ln", "city": "ct", "region": "st",
+                     "postal_code": "zp", "country": "country"}
+
+
+def common_user_data(raw: object) -> dict[str, Any]:
+    """Customer information with Meta keys (``em``, ``ph``, ...): Meta keys as sent, plus sGTM's
+    ``email_address``, ``phone_number`` and ``address`` (an object or a list of them) mapped;
+    a Meta key that is present wins."""
+    if not isinstance(raw, Mapping):
+        return {}
+    customer = dict(raw)
+    for key, meta_key in SGTM_USER_KEYS.items():
+        if key in customer:
+            value = customer.pop(key)
+            customer.setdefault(meta_key, value)
+    address = customer.pop("address", None)
+    if isinstance(address, list):
+        address = address[0] if address else None
+    if isinstance(address, Mapping):
+        for key, meta_key in SGTM_ADDRESS_KEYS.items():
+            if address.get(key) is not None:
+                customer.setdefault(meta_key, address[key])
+    return customer
 
 
 def _text(value: object) -> str | None:

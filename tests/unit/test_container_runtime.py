@@ -171,3 +171,28 @@ def test_limited_data_use_off_is_the_default(tmp_path: Path) -> None:
     result = run(container, make_scope({"custom_data": {"value": 1, "currency": "EUR"}},
                                        headers={"sec-gpc": "1"}))
     assert "data_processing_options" not in capi(result.outbound)
+
+
+def test_meta_reads_sgtm_common_event_data(tmp_path: Path) -> None:
+    # event data as the GA4 client produces it: common keys at the top, sGTM user_data keys
+    container = compile_container(tmp_path, {"tags": [meta_tag()]})
+    scope = make_scope({
+        "event_name": "purchase",
+        "value": 30,
+        "currency": "EUR",
+        "transaction_id": "T-1",
+        "items": [{"item_id": "04639", "quantity": 2, "price": 15, "item_name": "Shoe"}],
+        "user_data": {"email_address": "Jane@Example.com",
+                      "address": [{"first_name": "Jane", "country": "DE"}]},
+    })
+    result = run(container, scope)
+    event = capi(result.outbound)
+    assert event["event_name"] == "Purchase"
+    assert event["custom_data"] == {"value": 30, "currency": "EUR", "order_id": "T-1",
+                                    "contents": [{"id": "04639", "quantity": 2,
+                                                  "item_price": 15}]}
+    user = event["user_data"]
+    assert isinstance(user, dict)
+    assert user["em"] == hashlib.sha256(b"jane@example.com").hexdigest()
+    assert user["fn"] == hashlib.sha256(b"jane").hexdigest()
+    assert user["country"] == hashlib.sha256(b"de").hexdigest()
