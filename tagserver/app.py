@@ -78,7 +78,7 @@ def create_app(
     :class:`~tagserver.exceptions.ConfigError`); ``transport`` replaces the network for outbound
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
     ``watch`` (default: when the container was loaded here) reloads ``settings.tags_dir`` live
-    every ``settings.reload_interval_s`` seconds and on SIGHUP.
+    every ``settings.reload_interval_s`` seconds (0: never by polling) and on SIGHUP.
     """
     if watch is None:
         watch = container is None
@@ -120,7 +120,7 @@ def create_app(
             flush_interval=settings.flush_interval_s,
         )
         await state.sender.start()
-        if watch and settings.reload_interval_s > 0:
+        if watch:
             state.reloader = ContainerReloader(
                 settings.tags_dir,
                 current=lambda: state.container,

@@ -42,8 +42,8 @@ def folder_fingerprint(directory: Path) -> Fingerprint:
 
 
 class ContainerReloader:
-    """Polls ``directory`` every ``interval`` seconds and calls ``activate`` with each new valid
-    container. ``load`` is :func:`~tagserver.container.loader.load_container` bound to the
+    """Polls ``directory`` every ``interval`` seconds (0: only on SIGHUP) and calls ``activate``
+    with each new valid container. ``load`` is :func:`~tagserver.container.loader.load_container` bound to the
     environment (a parameter for tests)."""
 
     def __init__(
@@ -91,8 +91,8 @@ class ContainerReloader:
 
     async def _run(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+            with contextlib.suppress(TimeoutError):  # interval 0: SIGHUP only
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval or None)
             self._wake.clear()
             try:
                 await self.check()
