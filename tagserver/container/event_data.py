@@ -127,15 +127,14 @@ def lookup(data: Any, path: Path) -> Any:
     """The value at ``path`` (dict keys, list indexes), or ``None`` when any step is missing."""
     node = data
     for part in path:
-        if isinstance(part, int):
-            if isinstance(node, list) and part < len(node):
-                node = node[part]
-            elif isinstance(node, Mapping):
-                node = node.get(str(part))
-            else:
+        if isinstance(node, dict):  # the common case first: a plain dict is no ABC check
+            node = node.get(part if isinstance(part, str) else str(part))
+        elif isinstance(node, list):
+            if not isinstance(part, int) or part >= len(node):
                 return None
+            node = node[part]
         elif isinstance(node, Mapping):
-            node = node.get(part)
+            node = node.get(part if isinstance(part, str) else str(part))
         else:
             return None
         if node is None:

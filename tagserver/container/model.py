@@ -15,6 +15,8 @@ from tagserver.tags import Tag
 if TYPE_CHECKING:
     from tagserver.consent import ConsentType
 
+MAX_CACHED_EVENT_NAMES = 1024
+
 
 @dataclass(frozen=True)
 class ContainerTag:
@@ -47,6 +49,12 @@ class ContainerTag:
                 return False
         return True
 
+    def may_fire_for(self, event_key: str) -> bool:
+        """False when no trigger's event list names ``event_key`` (conditions aside)."""
+        if not self.triggers:
+            return True
+        return any(t.events is None or event_key in t.events for t in self.triggers)
+
     def why_not(self, scope: Scope, event_key: str) -> str | None:
         """Why the tag does not fire (``None`` when it fires): for the dry-run checker."""
         denied = [kind for kind in self.require_consent if not scope.consent.granted(kind)]
@@ -70,6 +78,19 @@ class Container:
     variables: Mapping[str, Variable] = field(default_factory=dict)
     triggers: Mapping[str, Trigger] = field(default_factory=dict)
     transformations: tuple[Transformation, ...] = ()
+    _candidates: dict[str, tuple[ContainerTag, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def candidates(self, event_key: str) -> tuple[ContainerTag, ...]:
+        """The tags whose event lists allow ``event_key``, in order (cached for at most
+        :data:`MAX_CACHED_EVENT_NAMES` names: event names come from the outside)."""
+        found = self._candidates.get(event_key)
+        if found is None:
+            found = tuple(t for t in self.tags if t.may_fire_for(event_key))
+            if len(self._candidates) < MAX_CACHED_EVENT_NAMES:
+                self._candidates[event_key] = found
+        return found
 
     def tag(self, name: str) -> ContainerTag:
         """The tag called ``name``; raises ``KeyError``."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from tagserver.container.model import Container
 from tagserver.container.scope import Scope
-from tagserver.container.transformations import apply_transformations
+from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
 from tagserver.meta.events import meta_event_name
@@ -58,25 +58,31 @@ def run_scope(
     """
     result = ContainerResult()
     key = meta_event_name(as_text(scope.data.get("event_name")) or "")
-    for entry in container.tags:
+    views: dict[tuple[Transformation, ...], Scope] = {}  # tags with equal transformations
+    for entry in container.tags if explain else container.candidates(key):
         try:
             if not entry.fires(scope, key):
                 if explain:
                     result.not_fired.append((entry.name, entry.why_not(scope, key) or "?"))
                 continue
-            tag_scope = (
-                apply_transformations(entry.transformations, scope)
-                if entry.transformations
-                else scope
-            )
+            tag_scope = scope
+            if entry.transformations:
+                view = views.get(entry.transformations)
+                if view is None:
+                    view = apply_transformations(entry.transformations, scope)
+                    views[entry.transformations] = view
+                tag_scope = view
             built = entry.tag.build(tag_scope, default_country=default_country, now=now)
         except Exception as exc:  # one broken tag must not stop the others
             log.exception("tag failed", extra={"tag": entry.name, "error": type(exc).__name__})
             result.drops.append((entry.name, "tag_error", type(exc).__name__))
             continue
         result.fired.append(entry.name)
-        result.commands.extend(built.commands)
-        result.outbound.extend(built.outbound)
-        result.outbound_tags.extend(entry.name for _ in built.outbound)
-        result.drops.extend((entry.name, reason, detail) for reason, detail in built.drops)
+        if built.commands:
+            result.commands.extend(built.commands)
+        for outbound in built.outbound:
+            result.outbound.append(outbound)
+            result.outbound_tags.append(entry.name)
+        for reason, detail in built.drops:
+            result.drops.append((entry.name, reason, detail))
     return result

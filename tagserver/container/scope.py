@@ -15,6 +15,7 @@ from tagserver.container.event_data import event_data_from_event
 from tagserver.event import Event
 
 if TYPE_CHECKING:
+    from tagserver.container.triggers import Trigger
     from tagserver.container.variables import Variable
 
 
@@ -24,7 +25,7 @@ class Scope:
     ``data`` is never mutated; transformations make a new scope with :meth:`derive`.
     """
 
-    __slots__ = ("data", "consent", "cookies", "headers", "_values", "_query")
+    __slots__ = ("data", "consent", "cookies", "headers", "matched", "_values", "_query", "_root")
 
     def __init__(
         self,
@@ -38,8 +39,10 @@ class Scope:
         self.consent = consent
         self.cookies: Mapping[str, str] = cookies if cookies is not None else {}
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.matched: dict[Trigger, bool] = {}  # trigger conditions evaluated on this event
         self._values: dict[str, Any] = {}
         self._query: dict[str, str] | None = None
+        self._root: Scope = self
 
     @classmethod
     def from_event(cls, event: Event) -> Scope:
@@ -52,11 +55,17 @@ class Scope:
         )
 
     def derive(self, data: Mapping[str, Any]) -> Scope:
-        """The same request context with other event data (variables are computed afresh)."""
-        return Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers)
+        """The same request context with other event data: variables that read event data are
+        computed afresh, the others are shared with this scope."""
+        derived = Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers)
+        derived._root = self._root
+        return derived
 
     def variable(self, variable: Variable) -> Any:
-        """The value of a named variable, computed once per scope."""
+        """The value of a named variable, computed once per scope (once per event when it does
+        not read event data)."""
+        if not variable.uses_data and self._root is not self:
+            return self._root.variable(variable)
         values = self._values
         name = variable.name
         if name in values:

@@ -45,9 +45,6 @@ OPERATORS: tuple[str, ...] = (
 class Trigger:
     """``events`` (Meta names after mapping; ``None`` = every event) and an optional condition."""
 
-    def __repr__(self) -> str:
-        return f"<Trigger {self.name!r}>"
-
     __slots__ = ("name", "events", "condition")
 
     def __init__(
@@ -57,11 +54,22 @@ class Trigger:
         self.events = events
         self.condition = condition
 
+    def __repr__(self) -> str:
+        return f"<Trigger {self.name!r}>"
+
     def matches(self, scope: Scope, event_key: str) -> bool:
-        """``event_key`` is ``meta_event_name(event_name)``, computed once per event."""
+        """``event_key`` is ``meta_event_name(event_name)``, computed once per event. A named
+        trigger shared by several tags evaluates its conditions once per event."""
         if self.events is not None and event_key not in self.events:
             return False
-        return self.condition is None or self.condition(scope)
+        condition = self.condition
+        if condition is None:
+            return True
+        matched = scope.matched
+        result = matched.get(self)
+        if result is None:
+            result = matched[self] = condition(scope)
+        return result
 
 
 def event_names(raw: object) -> frozenset[str] | None:

@@ -39,12 +39,14 @@ class CompileContext(Protocol):
 
 
 class Value:
-    """A compiled value; ``secret`` is true when it depends on a secret variable."""
+    """A compiled value; ``secret`` is true when it depends on a secret variable, ``uses_data``
+    when it reads event data (else it depends on the request context only)."""
 
-    __slots__ = ("secret",)
+    __slots__ = ("secret", "uses_data")
 
-    def __init__(self, *, secret: bool = False) -> None:
+    def __init__(self, *, secret: bool = False, uses_data: bool = False) -> None:
         self.secret = secret
+        self.uses_data = uses_data
 
     def resolve(self, scope: Scope) -> Any:
         raise NotImplementedError
@@ -67,7 +69,7 @@ class EventValue(Value):
     __slots__ = ("path",)
 
     def __init__(self, path: Path) -> None:
-        super().__init__()
+        super().__init__(uses_data=True)
         self.path = path
 
     def resolve(self, scope: Scope) -> Any:
@@ -80,7 +82,7 @@ class VariableValue(Value):
     __slots__ = ("variable",)
 
     def __init__(self, variable: Variable) -> None:
-        super().__init__(secret=variable.secret)
+        super().__init__(secret=variable.secret, uses_data=variable.uses_data)
         self.variable = variable
 
     def resolve(self, scope: Scope) -> Any:
@@ -93,7 +95,9 @@ class TemplateValue(Value):
     __slots__ = ("parts",)
 
     def __init__(self, parts: tuple[str | Value, ...]) -> None:
-        super().__init__(secret=any(isinstance(p, Value) and p.secret for p in parts))
+        values = [p for p in parts if isinstance(p, Value)]
+        super().__init__(secret=any(v.secret for v in values),
+                         uses_data=any(v.uses_data for v in values))
         self.parts = parts
 
     def resolve(self, scope: Scope) -> str:
@@ -110,7 +114,8 @@ class ObjectValue(Value):
     __slots__ = ("items",)
 
     def __init__(self, items: tuple[tuple[str, Value], ...]) -> None:
-        super().__init__(secret=any(v.secret for _, v in items))
+        super().__init__(secret=any(v.secret for _, v in items),
+                         uses_data=any(v.uses_data for _, v in items))
         self.items = items
 
     def resolve(self, scope: Scope) -> dict[str, Any]:
@@ -126,7 +131,8 @@ class ListValue(Value):
     __slots__ = ("items",)
 
     def __init__(self, items: tuple[Value, ...]) -> None:
-        super().__init__(secret=any(v.secret for v in items))
+        super().__init__(secret=any(v.secret for v in items),
+                         uses_data=any(v.uses_data for v in items))
         self.items = items
 
     def resolve(self, scope: Scope) -> list[Any]:

@@ -31,17 +31,26 @@ PAGE_LOCATION = "{{event.page_location}}"
 
 
 class Variable:
-    """A compiled variable; :meth:`compute` never raises for any event data."""
+    """A compiled variable; :meth:`compute` never raises for any event data. ``uses_data`` is
+    false when the value depends on the request context only (cookies, headers, constants):
+    then one value serves every transformed view of the event."""
 
-    __slots__ = ("name", "kind", "secret", "default")
+    __slots__ = ("name", "kind", "secret", "default", "uses_data")
 
     def __init__(
-        self, name: str, kind: VariableKind, *, default: Value | None = None, secret: bool = False
+        self,
+        name: str,
+        kind: VariableKind,
+        *,
+        default: Value | None = None,
+        secret: bool = False,
+        uses_data: bool = False,
     ) -> None:
         self.name = name
         self.kind = kind
         self.default = default
         self.secret = secret
+        self.uses_data = uses_data or (default is not None and default.uses_data)
 
     def compute(self, scope: Scope) -> Any:
         value = self.get(scope)
@@ -60,7 +69,7 @@ class EventDataVariable(Variable):
     __slots__ = ("path",)
 
     def __init__(self, name: str, path: Path, *, default: Value | None) -> None:
-        super().__init__(name, "event_data", default=default)
+        super().__init__(name, "event_data", default=default, uses_data=True)
         self.path = path
 
     def get(self, scope: Scope) -> Any:
@@ -95,7 +104,8 @@ class QueryVariable(Variable):
     __slots__ = ("param", "url")
 
     def __init__(self, name: str, param: str, url: Value | None, *, default: Value | None) -> None:
-        super().__init__(name, "query", default=default, secret=bool(url and url.secret))
+        super().__init__(name, "query", default=default, secret=bool(url and url.secret),
+                         uses_data=url is None or url.uses_data)
         self.param = param
         self.url = url
 
@@ -145,7 +155,8 @@ class LookupVariable(Variable):
         default: Value | None,
     ) -> None:
         secret = input_value.secret or any(v.secret for v in table.values())
-        super().__init__(name, "lookup", default=default, secret=secret)
+        uses_data = input_value.uses_data or any(v.uses_data for v in table.values())
+        super().__init__(name, "lookup", default=default, secret=secret, uses_data=uses_data)
         self.input = input_value
         self.ignore_case = ignore_case
         self.table = {k.casefold(): v for k, v in table.items()} if ignore_case else dict(table)
@@ -172,7 +183,8 @@ class RegexVariable(Variable):
         *,
         default: Value | None,
     ) -> None:
-        super().__init__(name, "regex", default=default, secret=input_value.secret)
+        super().__init__(name, "regex", default=default, secret=input_value.secret,
+                         uses_data=input_value.uses_data)
         self.input = input_value
         self.pattern = pattern
         self.group = group
@@ -194,7 +206,8 @@ class UrlVariable(Variable):
     def __init__(
         self, name: str, input_value: Value, part: UrlPart, *, default: Value | None
     ) -> None:
-        super().__init__(name, "url", default=default, secret=input_value.secret)
+        super().__init__(name, "url", default=default, secret=input_value.secret,
+                         uses_data=input_value.uses_data)
         self.input = input_value
         self.part = part
 

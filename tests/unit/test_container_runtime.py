@@ -196,3 +196,20 @@ def test_meta_reads_sgtm_common_event_data(tmp_path: Path) -> None:
     assert user["em"] == hashlib.sha256(b"jane@example.com").hexdigest()
     assert user["fn"] == hashlib.sha256(b"jane").hexdigest()
     assert user["country"] == hashlib.sha256(b"de").hexdigest()
+
+
+def test_candidates_skip_tags_whose_event_lists_cannot_match(tmp_path: Path) -> None:
+    from tagserver.container.model import MAX_CACHED_EVENT_NAMES
+
+    container = compile_container(
+        tmp_path,
+        {"tags": [http_tag("purchases", events=["purchase"]), http_tag("all"),
+                  http_tag("leads", triggers=[{"events": ["Lead"]},
+                                              {"conditions": [{"cookie": "x", "op": "exists"}]}])]},
+    )
+    assert [t.name for t in container.candidates("Purchase")] == ["purchases", "all", "leads"]
+    assert [t.name for t in container.candidates("PageView")] == ["all", "leads"]
+    for i in range(MAX_CACHED_EVENT_NAMES + 50):  # event names come from the outside
+        container.candidates(f"custom_{i}")
+    assert len(container._candidates) == MAX_CACHED_EVENT_NAMES
+    assert [t.name for t in container.candidates("custom_x")] == ["all", "leads"]
