@@ -52,16 +52,29 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(container_schema())
 
 
-def _env_refs(node: object, path: str = "$") -> Iterator[tuple[str, str]]:
-    if isinstance(node, dict):
-        if set(node) == {"env"} and isinstance(node["env"], str):
-            yield path, node["env"]
-            return
-        for key, value in node.items():
-            yield from _env_refs(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _env_refs(value, f"{path}[{i}]")
+def _env_refs(data: object) -> Iterator[tuple[str, str]]:
+    """``(JSON path, variable)`` of every ``{"env": NAME}`` in a tag's own keys (the only place
+    the schema allows one: a webhook body may well hold an ``env`` key of its own)."""
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, list):
+        return
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, dict):
+            continue
+        for key in _env_keys(str(tag.get("type"))):
+            value = tag.get(key)
+            if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+                yield f"$.tags[{i}].{key}", value["env"]
+
+
+@functools.cache
+def _env_keys(tag_type: str) -> frozenset[str]:
+    """The keys of a tag type whose schema accepts ``{"env": NAME}``."""
+    branch = container_schema()["$defs"].get(f"{tag_type}_tag", {})
+    return frozenset(
+        key for key, schema in branch.get("properties", {}).items()
+        if "#/$defs/env" in json.dumps(schema)
+    )
 
 
 def check_container_file(

@@ -215,3 +215,7 @@ def test_whole_event_data_reference(tmp_path: Path) -> None:
 )
 def test_as_text(value: Any, text: str | None) -> None:
     assert as_text(value) == text
+
+
+def test_an_env_key_in_a_webhook_body_is_data_not_a_secret(tmp_path: Path) -> None:
+    assert body_of(tmp_path, {}, {"env": "production"}) == {"env": "production"}
