@@ -34,6 +34,7 @@ from tagserver.container.expect import check_expectations
 from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import ContainerResult, run_scope
 from tagserver.container.scope import Scope
+from tagserver.container.variables import SecretVariable
 from tagserver.delivery.channels import HttpChannel, MetaChannel, request_head
 from tagserver.event import Event
 from tagserver.exceptions import ConfigError, HitRejected
@@ -42,7 +43,7 @@ from tagserver.secret import MASK, redact_secrets
 from tagserver.settings import DEV_SECRET_KEY, Settings
 from tagserver.tags import Outbound
 from tagserver.tags.http import HttpDestination
-from tagserver.tags.meta import MetaDestination
+from tagserver.tags.meta import MetaDestination, MetaTag
 
 #: The User-Agent a sample gets when its request names none (every browser sends one).
 DEFAULT_USER_AGENT = "Mozilla/5.0 (tagserver check)"
@@ -196,10 +197,19 @@ def _compact(value: Any) -> str:
     return redact_secrets(json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str))
 
 
+def container_secrets(container: Container) -> list[str]:
+    """Every secret value of ``container`` (secret variables, Meta access tokens), longest first:
+    masked in the report whatever their length."""
+    values = {v.value.reveal() for v in container.variables.values() if isinstance(v, SecretVariable)}
+    values |= {t.tag.access_token.reveal() for t in container.tags if isinstance(t.tag, MetaTag)}
+    return sorted((v for v in values if v), key=len, reverse=True)
+
+
 class CheckReport:
     """Runs samples and writes the report (``text`` for people, ``json``: one object a line)."""
 
     def __init__(self, container: Container, settings: Settings, out: TextIO, fmt: str) -> None:
+        self.secrets = container_secrets(container)
         self.container = container
         self.settings = settings
         self.out = out
@@ -218,7 +228,7 @@ class CheckReport:
             result = run_scope(self.container, scope, default_country=self.settings.default_country,
                                now=now, explain=True)
         requests = [
-            describe_request(o, t, self.settings)
+            self._deep_mask(describe_request(o, t, self.settings))
             for o, t in zip(result.outbound, result.outbound_tags, strict=True)
         ]
         commands = _masked(result.commands)
@@ -240,7 +250,7 @@ class CheckReport:
                      "rejected": _rejection(rejected) if rejected else None,
                      "expect": None if problems is None else {"ok": not problems,
                                                               "problems": problems}}
-            print(_compact(entry), file=self.out)
+            print(self._mask(_compact(entry)), file=self.out)
             return
         self._text(sample, result, rejected, commands, requests, drops, problems)
 
@@ -272,7 +282,21 @@ class CheckReport:
         say("")
 
     def _say(self, text: str) -> None:
-        print(redact_secrets(text), file=self.out)
+        print(self._mask(redact_secrets(text)), file=self.out)
+
+    def _deep_mask(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self._mask(value)
+        if isinstance(value, dict):
+            return {k: self._deep_mask(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [self._deep_mask(v) for v in value]
+        return value
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, MASK)
+        return text
 
 
 def _rejection(exc: HitRejected) -> dict[str, Any]:

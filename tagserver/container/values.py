@@ -242,20 +242,3 @@ def _compile_string(raw: str, ctx: CompileContext, *, path: str) -> Value:
     if position < len(raw):
         parts.append(raw[position:])
     return TemplateValue(tuple(parts))
-
-
-def references(raw: object) -> list[str]:
-    """The variable names referenced anywhere in a raw JSON value (event paths left out)."""
-    found: list[str] = []
-    if isinstance(raw, str):
-        for match in REFERENCE_RE.finditer(raw):
-            name = match.group(1).strip()
-            if name != EVENT_PREFIX and not name.startswith(EVENT_PREFIX + "."):
-                found.append(name)
-    elif isinstance(raw, Mapping):
-        for value in raw.values():
-            found.extend(references(value))
-    elif isinstance(raw, list):
-        for value in raw:
-            found.extend(references(value))
-    return found

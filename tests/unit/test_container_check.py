@@ -179,3 +179,18 @@ def test_check_reads_cookies_headers_and_consent_of_a_sample(tmp_path: Path) -> 
     )
     proc = tagserver("check", str(WEBHOOK), "--events", str(samples))
     assert proc.returncode == 0, proc.stdout
+
+
+def test_even_a_short_secret_is_masked(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    (folder / "c.json").write_text(json.dumps({
+        "variables": {"key": {"type": "secret", "env": "SHORT_KEY"}},
+        "tags": [{"name": "hook", "type": "http", "url": "https://h.example/?k={{key}}",
+                  "headers": {"X-Key": "{{key}}"}}]}))
+    samples = write_samples(tmp_path, {"hit": {"event_name": "Lead"},
+                                       "expect": {"requests": [{"url": "https://h.example/?k=***",
+                                                                "headers": {"X-Key": "***"}}]}})
+    proc = tagserver("check", str(folder), "--events", str(samples), env={"SHORT_KEY": "q7z"})
+    assert proc.returncode == 0, proc.stdout
+    assert "q7z" not in proc.stdout
