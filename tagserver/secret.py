@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
+from typing import Any
 
 MASK = "***"
 #: Shorter values are not masked in free text (they would garble unrelated words).
@@ -35,6 +37,18 @@ def redact_secrets(text: str) -> str:
     if pattern is None or not text:
         return text
     return pattern.sub(MASK, text)
+
+
+def redact_json(value: Any, mask: Callable[[str], str] = redact_secrets) -> Any:
+    """A copy of a JSON value with ``mask`` (default :func:`redact_secrets`) applied to every
+    string in it; other values are kept."""
+    if isinstance(value, str):
+        return mask(value)
+    if isinstance(value, dict):
+        return {k: redact_json(v, mask) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact_json(v, mask) for v in value]
+    return value
 
 
 class Secret:

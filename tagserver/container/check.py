@@ -39,7 +39,7 @@ from tagserver.delivery.channels import HttpChannel, MetaChannel, request_head
 from tagserver.event import Event
 from tagserver.exceptions import ConfigError, HitRejected
 from tagserver.identity import VISITOR_ID_SALT, resolve_identity
-from tagserver.secret import MASK, redact_secrets
+from tagserver.secret import MASK, redact_json, redact_secrets
 from tagserver.settings import DEV_SECRET_KEY, Settings
 from tagserver.tags import Outbound
 from tagserver.tags.http import HttpDestination
@@ -167,7 +167,7 @@ def describe_request(outbound: Outbound, tag: str, settings: Settings) -> dict[s
         channel = HttpChannel()
     else:  # a tag type without a channel here: show its payload
         return {"tag": tag, "destination": type(destination).__name__, "method": "?", "url": "?",
-                "headers": {}, "json": _masked(dict(outbound.payload))}
+                "headers": {}, "json": redact_json(dict(outbound.payload))}
     url, body = channel.build_request(destination, [outbound.payload])
     method, headers = request_head(channel, destination, [outbound.payload])
     payload: Any = json.loads(body) if body else None
@@ -179,18 +179,8 @@ def describe_request(outbound: Outbound, tag: str, settings: Settings) -> dict[s
         "method": method,
         "url": redact_secrets(url),
         "headers": {k: redact_secrets(v) for k, v in headers.items()},
-        "json": _masked(payload),
+        "json": redact_json(payload),
     }
-
-
-def _masked(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_secrets(value)
-    if isinstance(value, dict):
-        return {k: _masked(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_masked(v) for v in value]
-    return value
 
 
 def _compact(value: Any) -> str:
@@ -228,11 +218,11 @@ class CheckReport:
             result = run_scope(self.container, scope, default_country=self.settings.default_country,
                                now=now, explain=True)
         requests = [
-            self._deep_mask(describe_request(o, t, self.settings))
+            redact_json(describe_request(o, t, self.settings), self._mask)
             for o, t in zip(result.outbound, result.outbound_tags, strict=True)
         ]
-        commands = _masked(result.commands)
-        drops = [{"tag": t, "reason": r, "detail": redact_secrets(d)} for t, r, d in result.drops]
+        commands = redact_json(result.commands, self._mask)
+        drops = [{"tag": t, "reason": r, "detail": self._mask(d)} for t, r, d in result.drops]
         problems: list[str] | None = None
         if sample.expect is not None:
             problems = check_expectations(sample.expect, rejected=rejected is not None,
@@ -282,18 +272,10 @@ class CheckReport:
         say("")
 
     def _say(self, text: str) -> None:
-        print(self._mask(redact_secrets(text)), file=self.out)
-
-    def _deep_mask(self, value: Any) -> Any:
-        if isinstance(value, str):
-            return self._mask(value)
-        if isinstance(value, dict):
-            return {k: self._deep_mask(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [self._deep_mask(v) for v in value]
-        return value
+        print(self._mask(text), file=self.out)
 
     def _mask(self, text: str) -> str:
+        text = redact_secrets(text)
         for secret in self.secrets:
             text = text.replace(secret, MASK)
         return text

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tagserver.secret import MASK, redact_secrets
+from tagserver.secret import MASK, redact_json, redact_secrets
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -37,7 +37,7 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             "time": time.time(),
             "method": request.method,
             "url": redact_secrets(str(request.url)),
-            "json": _redacted(data),
+            "json": redact_json(data),
         }
         with self._lock:
             self._records.append(record)
@@ -52,13 +52,3 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         with self._lock:
             return list(self._records)
 
-
-def _redacted(data: Any) -> Any:
-    """``data`` with known secrets masked in every string (a webhook body may carry one)."""
-    if isinstance(data, str):
-        return redact_secrets(data)
-    if isinstance(data, dict):
-        return {k: _redacted(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_redacted(v) for v in data]
-    return data
