@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from itsdangerous import Signer
 
@@ -55,7 +55,7 @@ class Sample:
 
     line: int
     name: str
-    kind: str  # "hit" or "event"
+    kind: Literal["hit", "event"]
     body: Mapping[str, Any]
     consent: Any
     headers: dict[str, str]
@@ -87,6 +87,7 @@ def read_samples(path: Path) -> tuple[list[Sample], list[str]]:
 def _sample(raw: object, number: int) -> Sample:
     if not isinstance(raw, dict):
         raise ValueError("a sample is a JSON object")
+    kind: Literal["hit", "event"]
     if "hit" in raw:
         kind, body = "hit", raw["hit"]
     elif "event" in raw:
