@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import posixpath
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,22 +16,29 @@ from importlib import resources
 import httpx
 from itsdangerous import Signer
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tagserver.client_ip import is_public, resolve_client_ip
 from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.context import (
+    context_cookies,
+    context_headers,
+    run_event,
+    set_cookies,
+    visitor_ip,
+)
 from tagserver.container.loader import Container, load_container
-from tagserver.container.runtime import run_container
 from tagserver.container.watch import ContainerReloader, loader_for
-from tagserver.delivery.channels import HttpChannel, MetaChannel
+from tagserver.delivery.channels import GA4Channel, HttpChannel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected, OriginNotAllowed
+from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
     check_body_type,
     cors_headers,
@@ -39,9 +47,15 @@ from tagserver.http import (
     preflight_headers,
     read_body,
 )
-from tagserver.identity import VISITOR_ID_SALT, resolve_cookie_scope, resolve_identity
+from tagserver.identity import (
+    VISITOR_ID_SALT,
+    parse_cookie_header,
+    resolve_cookie_scope,
+    resolve_identity,
+)
 from tagserver.logs import AccessLogMiddleware
 from tagserver.settings import Settings, load_settings
+from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
@@ -114,6 +128,7 @@ def create_app(
             channels={
                 MetaDestination: MetaChannel(settings.meta_graph_url),
                 HttpDestination: HttpChannel(),
+                GA4Destination: GA4Channel(settings.ga4_url),
             },
             drops=state.drops,
             policy=policy,
@@ -150,7 +165,7 @@ def create_app(
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},
             )
 
-    script = _load_script()
+    script = load_script(script_path=settings.script_path, collect_path=settings.collect_path)
 
     async def healthy(request: Request) -> Response:
         return PlainTextResponse(
@@ -170,15 +185,42 @@ def create_app(
     async def collect(request: Request) -> Response:
         return await handle_collect(request, state)
 
+    async def ga4_collect(request: Request) -> Response:
+        return await handle_ga4_collect(request, state)
+
+    async def ga4_set_cookie(request: Request) -> Response:
+        return await handle_set_cookie(request, state)
+
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
+        # gtag.js, as to a server-side GTM container: the site's server_container_url may
+        # carry a path prefix (REFERENCE §2)
+        *(
+            Route(prefix + path, endpoint, methods=methods)
+            for prefix in ("", "/{prefix:path}")
+            for path, endpoint, methods in (
+                ("/g/collect", ga4_collect, ["GET", "POST", "OPTIONS"]),
+                ("/_/service_worker/{rest:path}", handle_service_worker, ["GET"]),
+                ("/_/set_cookie", ga4_set_cookie, ["GET", "POST", "OPTIONS"]),
+            )
+        ),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
     app.state.tagserver = state
     app.add_middleware(AccessLogMiddleware)
     return app
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 and other routing errors in DESIGN.md's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    rejected = HitRejected(str(exc.detail), errors=[{"field": "path", "message": str(exc.detail)}])
+    rejected.status = exc.status_code
+    return error_response(rejected, headers=dict(exc.headers or {}))
 
 
 @dataclass(frozen=True)
@@ -187,8 +229,17 @@ class _Script:
     etag: str
 
 
-def _load_script() -> _Script:
+#: In t.js the collect path follows this marker, relative to the script's own URL.
+COLLECT_MARKER = b"/*collect*/'e'"
+
+
+def load_script(*, script_path: str, collect_path: str) -> _Script:
+    """The browser client with ``collect_path`` written in relative to ``script_path``, so that a
+    load balancer that mounts both under a prefix (``/metrics/t.js`` → ``/t.js``) still works."""
     body = resources.files("tagserver.static").joinpath("t.js").read_bytes()
+    relative = posixpath.relpath(collect_path, posixpath.dirname(script_path))
+    # settings allow only [A-Za-z0-9._~/-] in paths: nothing to escape inside the quotes
+    body = body.replace(COLLECT_MARKER, b"/*collect*/'" + relative.encode("ascii") + b"'")
     return _Script(body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
 
 
@@ -217,14 +268,10 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     except HitRejected as exc:
         return error_response(exc, headers=cors)
 
-    peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
-        peer, request.headers.getlist("x-forwarded-for"), trusted_proxies=settings.trusted_proxies
-    )
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(request)
     identity = resolve_identity(
-        request.cookies,
+        parse_cookie_header(request.headers.get("cookie", "")),
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,
@@ -244,35 +291,20 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         custom_data=hit.custom_data,
         user_data=hit.user_data,
         consent=hit.consent,
-        client_ip=str(ip) if ip is not None and is_public(ip) else None,
+        client_ip=visitor_ip(request, state),
         user_agent=request.headers.get("user-agent") or None,
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
-        cookies=request.cookies,
-        headers={k: v for k, v in request.headers.items() if k != "cookie"},
+        cookies=context_cookies(request),
+        headers=context_headers(request),
     )
     container = state.container  # one container for the whole event, even during a reload
-    result = run_container(container, event, default_country=settings.default_country, now=now)
-    for tag_name, reason, detail in result.drops:
-        state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
-    assert state.sender is not None, "the lifespan has not run"
-    for outbound in result.outbound:
-        state.sender.submit(outbound)
+    result = run_event(state, container, event, now=now)
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )
-    for cookie in identity.cookies:
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=cookie.domain,
-            secure=True,
-            httponly=cookie.httponly,
-            samesite="lax",
-        )
+    set_cookies(response, identity.cookies)
     return response
 
 

@@ -1,4 +1,4 @@
-"""The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``."""
+"""The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``, ``snippet``."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ def _parser() -> argparse.ArgumentParser:
         "--tags", type=Path, help="container folder (default: TAGSERVER_TAGS or ./tags)"
     )
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--ssl-keyfile", type=Path, help="serve https with this PEM key")
+    serve.add_argument("--ssl-certfile", type=Path, help="serve https with this PEM certificate")
 
     validate = sub.add_parser("validate", help="check a container folder; exit 1 on any problem")
     validate.add_argument("directory", nargs="?", type=Path, default=None)
@@ -44,6 +46,17 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after showing the sample hit (for scripts and tests)",
     )
+
+    snippet = sub.add_parser("snippet", help="print the install snippet for the site domains")
+    snippet.add_argument(
+        "--url",
+        help="where browsers reach tagserver, e.g. https://t.shop.com "
+        "(default: a path mount on each of TAGSERVER_SITE_DOMAINS)",
+    )
+    snippet.add_argument("--pixel-src", help="URL of the Meta Pixel library (default: Meta's)")
+    snippet.add_argument(
+        "--no-pageview", action="store_true", help="no automatic PageView on load"
+    )
     return parser
 
 
@@ -60,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tagserver.demo import run_demo
 
         return run_demo(host=args.host, port=args.port, once=args.once)
+    if args.command == "snippet":
+        return _snippet(args)
     return 2
 
 
@@ -96,7 +111,33 @@ def _serve(args: argparse.Namespace) -> int:
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+        ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
+        ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
     )
+    return 0
+
+
+def _snippet(args: argparse.Namespace) -> int:
+    from tagserver.settings import load_settings
+    from tagserver.snippet import render_snippets
+
+    try:
+        settings = load_settings(os.environ)
+        text = render_snippets(
+            site_domains=settings.site_domains,
+            allowed_origins=settings.allowed_origins,
+            script_path=settings.script_path,
+            base_url=args.url,
+            pixel_src=args.pixel_src,
+            pageview=not args.no_pageview,
+        )
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    except ValueError as exc:
+        print(f"tagserver snippet: {exc}", file=sys.stderr)
+        return 1
+    print(text, end="")
     return 0
 
 

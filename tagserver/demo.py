@@ -2,7 +2,9 @@
 
 Serves the example container on 127.0.0.1 in dry-run mode (outbound requests are recorded, not
 sent), sends one sample Purchase hit to itself, and prints the browser response next to the exact
-Conversions API request it would have sent (token masked).
+Conversions API request it would have sent (token masked). It also serves a small shop at
+``/demo/`` (see :mod:`tagserver.demo_shop`) whose ``/demo/events`` page shows, per event id, the
+browser's Pixel call next to the Conversions API payload.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import uvicorn
 from tagserver.app import create_app
 from tagserver.container.loader import load_container
 from tagserver.delivery.recorder import RecordingTransport
+from tagserver.demo_shop import mount_demo_shop
 from tagserver.exceptions import ConfigError
 from tagserver.logs import configure_logging
 from tagserver.settings import load_settings
@@ -84,6 +87,7 @@ def run_demo(*, host: str, port: int, once: bool) -> int:
     app = create_app(settings, container=container)
     recorder = app.state.tagserver.recorder
     assert isinstance(recorder, RecordingTransport)
+    mount_demo_shop(app, recorder=recorder, script_path=settings.script_path)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, server_header=False
@@ -134,7 +138,8 @@ async def _tour(
     if once:
         server.should_exit = True
     else:
-        print(f"\nStill serving on {origin}: POST {origin}/e, GET {origin}/t.js. Ctrl-C stops.")
+        print(f"\nStill serving on {origin}: POST {origin}/e, GET {origin}/t.js.")
+        print(f"Open the demo shop at {origin}/demo/ and watch {origin}/demo/events. Ctrl-C stops.")
     await serving
     return 0
 

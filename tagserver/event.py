@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tagserver.consent import GRANTED, Consent
+
+if TYPE_CHECKING:
+    from tagserver.clients.ga4 import GA4Hit
 
 
 @dataclass(frozen=True)
@@ -20,7 +24,8 @@ class Event:
     information as sent (hashed only when a tag builds its request); ``client_ip`` is the resolved
     public address or ``None``; ``fbp``/``fbc`` are validated cookie values. ``cookies`` and
     ``headers`` (names lower case, ``Cookie`` left out) are the request context that triggers and
-    variables read; they are read-only and never echoed into a response.
+    variables read; they are read-only and never echoed into a response. ``ga4`` is the GA4 hit
+    the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
     """
 
     event_name: str
@@ -39,3 +44,4 @@ class Event:
     visitor_id: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
+    ga4: GA4Hit | None = None

@@ -77,11 +77,11 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def preflight_headers(origin: str) -> dict[str, str]:
+def preflight_headers(origin: str, *, methods: str = "POST, OPTIONS") -> dict[str, str]:
     """Answer to an allowed ``OPTIONS`` preflight (cached by the browser for a day)."""
     return {
         **cors_headers(origin),
-        "access-control-allow-methods": "POST, OPTIONS",
+        "access-control-allow-methods": methods,
         "access-control-allow-headers": "content-type",
         "access-control-max-age": "86400",
     }

@@ -22,12 +22,17 @@ _STANDARD = frozenset(
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _TOKEN_RE = re.compile(r"\bEAA[A-Za-z0-9_-]{8,}")
+#: International numbers (``+44 7700 900123``) and digit groups split by spaces or dashes
+#: (``07700 900123``, ``650-555-1212``); JSON numbers never hold spaces or dashes.
+_PHONE_RE = re.compile(r"\+\d[\d ().-]{5,}\d|\(?\b\d{2,5}\)?[ -]\d{3,}(?:[ -]\d{2,})*")
 
 
 def redact(text: str) -> str:
-    """Mask known secrets (:func:`tagserver.secret.redact_secrets`), e-mail addresses and Meta
-    access tokens (``EAA...``) in ``text``."""
-    return _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", redact_secrets(text)))
+    """Mask known secrets (:func:`tagserver.secret.redact_secrets`), e-mail addresses, phone-shaped
+    numbers and Meta access tokens (``EAA...``) in ``text``."""
+    return _PHONE_RE.sub(
+        "***", _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", redact_secrets(text)))
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -41,7 +46,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and not key.startswith("_") and key != "color_message":
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -57,6 +62,11 @@ def configure_logging(level: str) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+    # everything else (asyncio's "Task exception was never retrieved", libraries) goes through the
+    # same JSON formatter and its redaction, never Python's plain default handler
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
 

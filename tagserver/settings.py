@@ -67,6 +67,10 @@ class Settings:
     retry_max_delay_s: float = 60.0
     default_country: str | None = None
     reload_interval_s: float = 1.0
+    #: ``js``: GA4's client id is the page's ``cid``; ``server``: an HttpOnly ``FPID`` cookie.
+    ga4_client_id: str = "js"
+    #: The GA4 event parameter (after ``ep.``) that carries the page's event id for Meta.
+    ga4_event_id_param: str = "event_id"
 
     @property
     def uses_dev_key(self) -> bool:
@@ -157,6 +161,14 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     )
     if country is not None:
         values["default_country"] = country
+    mode = read("TAGSERVER_GA4_CLIENT_ID", _parse_ga4_client_id, "js or server")
+    if mode is not None:
+        values["ga4_client_id"] = mode
+    param = read(
+        "TAGSERVER_GA4_EVENT_ID_PARAM", _parse_param_name, "a parameter name such as event_id"
+    )
+    if param is not None:
+        values["ga4_event_id_param"] = param
 
     numbers: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         ("TAGSERVER_MAX_BODY_BYTES", "max_body_bytes", _positive_int, "a whole number of bytes"),
@@ -199,10 +211,14 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 
 def _parse_domains(raw: str) -> list[str]:
+    from tagserver.identity import is_public_suffix
+
     domains = [d.lower().rstrip(".") for d in _split(raw)]
     for domain in domains:
         if not _DOMAIN_RE.match(domain):
             raise ValueError(f"{domain!r} is not a host name")
+        if is_public_suffix(domain):
+            raise ValueError(f"{domain!r} is a public suffix: no cookie can be set on it")
     return domains
 
 
@@ -225,7 +241,11 @@ def _parse_origins(raw: str) -> list[str]:
 def _parse_networks(raw: str) -> list[IPNetwork]:
     if raw.strip() == "*":
         raise ValueError("'*' would let any client choose its IP")
-    return [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    networks = [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(f"{network} trusts every address: any client could choose its IP")
+    return networks
 
 
 def _parse_base_url(raw: str) -> str:
@@ -261,6 +281,20 @@ def _parse_country(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2}", raw):
         raise ValueError(f"{raw!r} is not a two-letter country code")
     return raw.upper()
+
+
+def _parse_ga4_client_id(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in ("js", "server"):
+        raise ValueError(f"{raw!r} is not a client id mode")
+    return mode
+
+
+def _parse_param_name(raw: str) -> str:
+    name = raw.removeprefix("ep.")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        raise ValueError(f"{raw!r} is not a parameter name")
+    return name
 
 
 def _positive_int(raw: str) -> int:

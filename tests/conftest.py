@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.server import SHIPPED_TAGS_DIR, ServerStartError, TagServerProcess, default_env
+from tests.fakes.ga4 import FakeGA4
 from tests.fakes.graph import FakeGraphAPI
 
 StartServer = Callable[..., TagServerProcess]
 
 _SERVERS = pytest.StashKey[list[TagServerProcess]]()
 _GRAPH = pytest.StashKey[FakeGraphAPI]()
+_GA4 = pytest.StashKey[FakeGA4]()
 
 
 @pytest.fixture
@@ -25,16 +27,25 @@ def fake_graph(request: pytest.FixtureRequest) -> Iterator[FakeGraphAPI]:
 
 
 @pytest.fixture
+def fake_ga4(request: pytest.FixtureRequest) -> Iterator[FakeGA4]:
+    """A fresh fake of GA4's collection endpoint on 127.0.0.1 (see tests/fakes/ga4.py)."""
+    with FakeGA4() as fake:
+        request.node.stash[_GA4] = fake
+        yield fake
+
+
+@pytest.fixture
 def start_server(
-    request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI
+    request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI, fake_ga4: FakeGA4
 ) -> Iterator[StartServer]:
-    """Factory: ``start_server(env={...}, tags_dir=...)`` runs ``tagserver serve`` and waits.
+    """Factory: ``start_server(env={...}, tags_dir=..., tls=(key, cert))`` runs ``tagserver serve``
+    and waits.
 
     The environment is a copy of ``os.environ`` plus :func:`default_env` (pointing at
-    ``fake_graph``), then ``env`` (None removes a variable). Every started server is stopped
-    with SIGTERM at teardown; a failing test's report shows each server's output and the
-    requests the fake Graph API received. A server that does not become healthy fails the test
-    with its captured output.
+    ``fake_graph``) and ``TAGSERVER_GA4_URL`` (pointing at ``fake_ga4``), then ``env`` (None
+    removes a variable). Every started server is stopped with SIGTERM at teardown; a failing
+    test's report shows each server's output and the requests the fakes received. A server
+    that does not become healthy fails the test with its captured output.
     """
     started: list[TagServerProcess] = []
     request.node.stash[_SERVERS] = started
@@ -43,15 +54,18 @@ def start_server(
         *,
         env: Mapping[str, str | None] | None = None,
         tags_dir: Path = SHIPPED_TAGS_DIR,
+        tls: tuple[Path, Path] | None = None,
     ) -> TagServerProcess:
         merged: dict[str, str | None] = {
             **default_env(graph_url=fake_graph.url, outbox=tmp_path / "outbox.sqlite3"),
+            "TAGSERVER_GA4_URL": fake_ga4.url,
             **(env or {}),
         }
         server = TagServerProcess(
             tags_dir=tags_dir,
             env=merged,
             output_path=tmp_path / f"server-{len(started)}.log",
+            tls=tls,
         )
         started.append(server)
         try:
@@ -89,4 +103,7 @@ def pytest_runtest_makereport(
         fake = item.stash.get(_GRAPH, None)
         if fake is not None:
             report.sections.append(("fake Graph API requests", fake.describe()))
+        ga4 = item.stash.get(_GA4, None)
+        if ga4 is not None:
+            report.sections.append(("fake GA4 requests", ga4.describe()))
     return report

@@ -155,6 +155,7 @@ class ContainerBuilder:
                 triggers=e.triggers,
                 exceptions=e.exceptions,
                 require_consent=e.require_consent,
+                clients=e.clients,
                 transformations=tuple(sorted(
                     (t for t in transformations if t.affects(e.name, e.type)),
                     key=lambda t: KIND_ORDER[t.kind],
@@ -203,6 +204,7 @@ class ContainerBuilder:
             triggers=tuple(triggers),
             exceptions=tuple(exceptions),
             require_consent=tuple(raw.get("require_consent", tag_type.default_consent)),
+            clients=None if tag_type.clients is None else frozenset(tag_type.clients),
         )
 
     def _transformations(

@@ -7,6 +7,8 @@ skipped):
   (a line with ``event_name`` at the top level is a hit too);
 * ``{"event": {...}, "consent": {...}}`` — sGTM-style event data (``event_name``,
   ``page_location``, ``custom_data``, ``user_data``, ...), given directly;
+* ``{"ga4": "v=2&tid=G-...&en=purchase&..."}`` — one gtag.js hit (the query string of a
+  ``/g/collect`` request), parsed by the ``ga4`` client as the server does;
 
 plus optional ``"name"``, ``"request": {"headers": {...}, "cookies": {...}, "ip": "203.0.113.7"}``
 and ``"expect"`` (see :mod:`tagserver.container.expect`). The same tag code as the server builds
@@ -28,6 +30,7 @@ from itsdangerous import Signer
 
 from tagserver.client_ip import is_public, parse_ip
 from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.ga4 import parse_ga4_request
 from tagserver.consent import parse_consent
 from tagserver.container.event_data import add_aliases
 from tagserver.container.expect import check_expectations
@@ -35,16 +38,19 @@ from tagserver.container.loader import Container, load_container
 from tagserver.container.runtime import ContainerResult, run_scope
 from tagserver.container.scope import Scope
 from tagserver.container.variables import SecretVariable
-from tagserver.delivery.channels import HttpChannel, MetaChannel, request_head
+from tagserver.delivery.channels import GA4Channel, HttpChannel, MetaChannel, request_head
 from tagserver.event import Event
 from tagserver.exceptions import ConfigError, HitRejected
+from tagserver.ga4.handler import build_ga4_events
 from tagserver.identity import VISITOR_ID_SALT, resolve_identity
 from tagserver.secret import MASK, redact_json, redact_secrets
 from tagserver.settings import DEV_SECRET_KEY, Settings
 from tagserver.tags import Outbound
+from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination, MetaTag
 
+SampleKind = Literal["hit", "event", "ga4"]
 #: The User-Agent a sample gets when its request names none (every browser sends one).
 DEFAULT_USER_AGENT = "Mozilla/5.0 (tagserver check)"
 
@@ -55,7 +61,7 @@ class Sample:
 
     line: int
     name: str
-    kind: Literal["hit", "event"]
+    kind: SampleKind
     body: Mapping[str, Any]
     consent: Any
     headers: dict[str, str]
@@ -87,16 +93,21 @@ def read_samples(path: Path) -> tuple[list[Sample], list[str]]:
 def _sample(raw: object, number: int) -> Sample:
     if not isinstance(raw, dict):
         raise ValueError("a sample is a JSON object")
-    kind: Literal["hit", "event"]
+    kind: SampleKind
     if "hit" in raw:
         kind, body = "hit", raw["hit"]
+    elif "ga4" in raw:
+        if not isinstance(raw["ga4"], str):
+            raise ValueError('"ga4" must be a string: the query of a /g/collect hit')
+        kind, body = "ga4", {"query": raw["ga4"].partition("?")[2] or raw["ga4"]}
     elif "event" in raw:
         kind, body = "event", raw["event"]
     elif "event_name" in raw:
         kind = "hit"
         body = {k: v for k, v in raw.items() if k not in ("name", "request", "expect")}
     else:
-        raise ValueError('a sample needs "hit" (a POST /e body) or "event" (event data)')
+        raise ValueError('a sample needs "hit" (a POST /e body), "ga4" (a gtag.js hit query) '
+                         'or "event" (event data)')
     if not isinstance(body, dict):
         raise ValueError(f'"{kind}" must be an object')
     request = raw.get("request") or {}
@@ -109,13 +120,17 @@ def _sample(raw: object, number: int) -> Sample:
     if expect is not None and not isinstance(expect, dict):
         raise ValueError('"expect" must be an object')
     name = str(raw.get("name") or body.get("event_name") or f"line {number}")
+    if kind == "ga4" and not raw.get("name"):
+        name = f"line {number} (ga4)"
     return Sample(number, name, kind, body, raw.get("consent"), headers, cookies,
                   request.get("ip"), expect)
 
 
-def sample_scope(sample: Sample, *, now: float) -> Scope:
+def sample_scope(sample: Sample, *, now: float, settings: Settings | None = None) -> Scope:
     """The scope the server would build for this sample; raises :class:`HitRejected` for a hit
     (or consent) the client refuses."""
+    if sample.kind == "ga4":
+        return _ga4_scope(sample, now=now, settings=settings or Settings())
     if sample.kind == "event":
         data = add_aliases(dict(sample.body))
         data.setdefault("event_id", f"sample-{sample.line}")
@@ -157,31 +172,64 @@ def sample_scope(sample: Sample, *, now: float) -> Scope:
     return Scope.from_event(event)
 
 
+def _ga4_scope(sample: Sample, *, now: float, settings: Settings) -> Scope:
+    """The scope of a gtag.js hit sample, built by the GA4 handler's own code."""
+    ip = parse_ip(sample.ip) if sample.ip else None
+    client_ip = str(ip) if ip is not None and is_public(ip) else None
+    user_agent = sample.headers.get("user-agent") or None
+    batch = parse_ga4_request(path="/g/collect", query=str(sample.body["query"]),
+                              ip_override=client_ip, user_agent=user_agent)
+    referer = sample.headers.get("referer")
+    (event,), _ = build_ga4_events(
+        batch.hits[:1],
+        cookie_header="; ".join(f"{k}={v}" for k, v in sample.cookies.items()),
+        cookies=sample.cookies,
+        headers={k: v for k, v in sample.headers.items() if k != "cookie"},
+        referer=referer if referer and referer.startswith("http") else None,
+        cookie_scope=None,
+        signer=Signer(DEV_SECRET_KEY, salt=VISITOR_ID_SALT),
+        client_ip=client_ip,
+        user_agent=user_agent,
+        now=now,
+        event_id_param=settings.ga4_event_id_param,
+        max_age=3600,
+        mint=lambda: f"sample-{sample.line}",
+    )
+    return Scope.from_event(event)
+
+
 def describe_request(outbound: Outbound, tag: str, settings: Settings) -> dict[str, Any]:
     """The HTTP request the sender would make for ``outbound`` alone, secrets masked:
     ``{"tag", "destination", "method", "url", "headers", "json"}``."""
     destination = outbound.destination
-    channel: MetaChannel | HttpChannel
+    channel: MetaChannel | HttpChannel | GA4Channel
     if isinstance(destination, MetaDestination):
         channel = MetaChannel(settings.meta_graph_url)
     elif isinstance(destination, HttpDestination):
         channel = HttpChannel()
+    elif isinstance(destination, GA4Destination):
+        channel = GA4Channel(settings.ga4_url)
     else:  # a tag type without a channel here: show its payload
         return {"tag": tag, "destination": type(destination).__name__, "method": "?", "url": "?",
                 "headers": {}, "json": redact_json(dict(outbound.payload))}
     url, body = channel.build_request(destination, [outbound.payload])
     method, headers = request_head(channel, destination, [outbound.payload])
-    payload: Any = json.loads(body) if body else None
-    if isinstance(payload, dict) and "access_token" in payload:
-        payload["access_token"] = MASK
-    return {
+    described: dict[str, Any] = {
         "tag": tag,
         "destination": channel.label(destination),
         "method": method,
         "url": redact_secrets(url),
         "headers": {k: redact_secrets(v) for k, v in headers.items()},
-        "json": redact_json(payload),
     }
+    if isinstance(channel, GA4Channel):  # a GA4 hit: its body line is text, not JSON
+        described["json"] = None
+        described["body"] = redact_secrets(body.decode("utf-8"))
+        return described
+    payload: Any = json.loads(body) if body else None
+    if isinstance(payload, dict) and "access_token" in payload:
+        payload["access_token"] = MASK
+    described["json"] = redact_json(payload)
+    return described
 
 
 def _compact(value: Any) -> str:
@@ -212,7 +260,7 @@ class CheckReport:
         rejected: HitRejected | None = None
         result = ContainerResult()
         try:
-            scope = sample_scope(sample, now=now)
+            scope = sample_scope(sample, now=now, settings=self.settings)
         except HitRejected as exc:
             rejected = exc
         else:

@@ -1,31 +1,46 @@
 """The event data a container sees: a flat dict with server-side GTM's common event data keys.
 
 Triggers, variables, transformations and tag parameters read paths of it (``custom_data.value``,
-``user_data.em``, ``items.0.item_id``). Every client produces the same shape; the ``collect``
-client's :class:`~tagserver.event.Event` becomes:
+``user_data.em``, ``items.0.item_id``). Both clients produce this one view, so a trigger, variable
+or transformation works the same on ``POST /e`` hits and on gtag.js hits:
 
-==================== =========================================================================
-key                  from
-==================== =========================================================================
-``event_name``       the hit's name as sent (``Purchase``, ``purchase``, ``newsletter_signup``)
-``event_id``         the hit's id (or the minted one)
-``event_time``       unix seconds
-``page_location``    ``event_source_url`` (or the Referer header)
-``page_referrer``    ``referrer_url``
-``client_id``        the signed first-party visitor id (absent when analytics_storage is denied)
-``user_agent``       the request's User-Agent
-``ip_override``      the visitor's public IP
-``x-fb-ck-fbp``      the ``_fbp`` cookie value (read or minted)
-``x-fb-ck-fbc``      the ``_fbc`` cookie value (read or built from ``fbclid``)
-``custom_data``      the hit's custom data object, as sent
-``user_data``        the hit's customer information (Meta keys ``em``, ``ph``, ...), as sent
-``value``            alias of ``custom_data.value``
-``currency``         alias of ``custom_data.currency``
-``transaction_id``   alias of ``custom_data.order_id``
-``items``            ``custom_data.contents`` in GA4 item form (``item_id``, ``quantity``, ``price``)
-==================== =========================================================================
+==================== ================================== =======================================
+key                  ``collect`` client (``POST /e``)    ``ga4`` client (``/g/collect``)
+==================== ================================== =======================================
+``event_name``       the hit's name as sent              ``en`` as sent (``purchase``)
+``event_id``         the hit's id (or the minted one)    ``ep.event_id`` (or the configured
+                                                         parameter), ``purchase-<transaction
+                                                         id>``, or a minted one
+``event_time``       unix seconds                        the receive time, unix seconds
+``page_location``    ``event_source_url`` (or Referer)   ``dl`` (or the batch's, or Referer)
+``page_referrer``    ``referrer_url``                    ``dr``
+``client_id``        the signed first-party visitor id   ``cid`` (or the server-managed ``FPID``
+                     (absent: analytics_storage denied)  id, ``cid`` then in
+                                                         ``x-ga-js_client_id``)
+``user_agent``       the request's User-Agent            the request's User-Agent
+``ip_override``      the visitor's public IP             the visitor's public IP
+``x-fb-ck-fbp``      the ``_fbp`` cookie (read/minted)   the same (``ep.fbp`` stands in)
+``x-fb-ck-fbc``      the ``_fbc`` cookie (or ``fbclid``) the same (``ep.fbc`` stands in)
+``custom_data``      the hit's custom data, as sent      Meta custom data made from ``value``,
+                                                         ``currency``, ``items``,
+                                                         ``transaction_id``, ``search_term``
+                                                         (:func:`tagserver.meta.from_ga4.
+                                                         ga4_custom_data`)
+``user_data``        Meta keys (``em``, ``ph``, ...)     sGTM's keys (``email_address``,
+                     as sent                             ``phone_number``, ``address.*``) as sent
+``value``            alias of ``custom_data.value``      ``epn.value``
+``currency``         alias of ``custom_data.currency``   ``cu``
+``transaction_id``   alias of ``custom_data.order_id``   ``ep.transaction_id``
+``items``            ``custom_data.contents`` as GA4     ``pr1..prN``
+                     items (``item_id``, ``quantity``,
+                     ``price``)
+everything else      —                                   as :mod:`tagserver.ga4.event_data` names
+                                                         it (``page_title``, ``ep.<k>`` → ``<k>``,
+                                                         ``x-ga-*``, ``client_hints``, ...)
+==================== ================================== =======================================
 
 Keys with no value are left out. Source of the key names: server-side GTM "Common event data".
+The Meta tag reads both forms of ``user_data``.
 """
 
 from __future__ import annotations
@@ -51,11 +66,14 @@ Path = tuple[str | int, ...]
 
 
 def event_data_from_event(event: Event) -> dict[str, Any]:
-    """The event data of one ``collect`` event (see the module table); a new dict every call.
+    """The event data of one event of either client (see the module table); a new dict every
+    call.
 
     ``custom_data`` and ``user_data`` are shallow copies; nested values are shared and must not be
     mutated (transformations copy what they change).
     """
+    if event.ga4 is not None:
+        return _ga4_event_data(event, event.ga4.event_data)
     data: dict[str, Any] = {
         "event_name": event.event_name,
         "event_id": event.event_id,
@@ -76,6 +94,31 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
     data["custom_data"] = dict(event.custom_data)
     data["user_data"] = dict(event.user_data)
     return add_aliases(data)
+
+
+def _ga4_event_data(event: Event, hit_data: Mapping[str, Any]) -> dict[str, Any]:
+    """The event data of an event of the ``ga4`` client: the hit's own (sGTM's GA4 client keys),
+    with what the server resolved for the event: id, time, checked page and referrer URLs, the
+    visitor's IP and User-Agent, Meta cookies and the Meta custom data (``event.custom_data``)."""
+    data = dict(hit_data)
+    data["event_id"] = event.event_id
+    data["event_time"] = event.event_time
+    for key, value in (("page_location", event.event_source_url),
+                       ("page_referrer", event.referrer_url),
+                       ("ip_override", event.client_ip),
+                       ("user_agent", event.user_agent)):
+        if value is None:
+            data.pop(key, None)  # e.g. not an http(s) URL: no page to report
+        else:
+            data[key] = value
+    for key, value in (("x-fb-ck-fbp", event.fbp), ("x-fb-ck-fbc", event.fbc)):
+        if value is not None:
+            data[key] = value
+    user_data = data.get("user_data")
+    if isinstance(user_data, dict):
+        data["user_data"] = dict(user_data)
+    data["custom_data"] = dict(event.custom_data)
+    return data
 
 
 def add_aliases(data: dict[str, Any]) -> dict[str, Any]:

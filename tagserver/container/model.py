@@ -14,13 +14,15 @@ from tagserver.tags import Tag
 
 if TYPE_CHECKING:
     from tagserver.consent import ConsentType
+    from tagserver.container.scope import ClientName
 
 MAX_CACHED_EVENT_NAMES = 1024
 
 
 @dataclass(frozen=True)
 class ContainerTag:
-    """One tag of the container. It fires when every ``require_consent`` type is granted, any of
+    """One tag of the container. It fires when the event came from one of ``clients`` (``None``:
+    any client; the tag type decides), every ``require_consent`` type is granted, any of
     ``triggers`` matches (no triggers: every event) and none of ``exceptions`` does.
     ``transformations`` are those that affect this tag, in the order they run."""
 
@@ -31,9 +33,12 @@ class ContainerTag:
     exceptions: tuple[Trigger, ...] = ()
     require_consent: tuple[ConsentType, ...] = ()
     transformations: tuple[Transformation, ...] = ()
+    clients: frozenset[ClientName] | None = None
 
     def fires(self, scope: Scope, event_key: str) -> bool:
         """``event_key`` is ``meta_event_name(event_name)``, computed once per event."""
+        if self.clients is not None and scope.client not in self.clients:
+            return False
         consent = scope.consent
         for kind in self.require_consent:
             if not consent.granted(kind):
@@ -57,6 +62,9 @@ class ContainerTag:
 
     def why_not(self, scope: Scope, event_key: str) -> str | None:
         """Why the tag does not fire (``None`` when it fires): for the dry-run checker."""
+        if self.clients is not None and scope.client not in self.clients:
+            return (f"{self.type} tags take events of the {', '.join(sorted(self.clients))} "
+                    f"client only; this one came from {scope.client}")
         denied = [kind for kind in self.require_consent if not scope.consent.granted(kind)]
         if denied:
             return "consent " + ", ".join(denied) + " denied"

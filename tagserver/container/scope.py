@@ -7,7 +7,7 @@ event data); named variables are computed at most once per scope.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 from tagserver.consent import GRANTED, Consent
@@ -15,17 +15,25 @@ from tagserver.container.event_data import event_data_from_event
 from tagserver.event import Event
 
 if TYPE_CHECKING:
+    from tagserver.clients.ga4 import GA4Hit
     from tagserver.container.triggers import Trigger
     from tagserver.container.variables import Variable
 
+#: The client that turned the request into the event: ``collect`` (``POST /e``) or ``ga4``
+#: (gtag.js hits on ``/g/collect``).
+ClientName = Literal["collect", "ga4"]
+
 
 class Scope:
-    """Event data (``data``), consent, request cookies and headers (names lower case).
+    """Event data (``data``), consent, request cookies and headers (names lower case), and for an
+    event of the ``ga4`` client the gtag.js hit it came from (``ga4``, what a ``ga4`` tag
+    forwards).
 
     ``data`` is never mutated; transformations make a new scope with :meth:`derive`.
     """
 
-    __slots__ = ("data", "consent", "cookies", "headers", "matched", "_values", "_query", "_root")
+    __slots__ = ("data", "consent", "cookies", "headers", "ga4", "matched", "_values", "_query",
+                 "_root")
 
     def __init__(
         self,
@@ -34,11 +42,13 @@ class Scope:
         consent: Consent = GRANTED,
         cookies: Mapping[str, str] | None = None,
         headers: Mapping[str, str] | None = None,
+        ga4: GA4Hit | None = None,
     ) -> None:
         self.data = data
         self.consent = consent
         self.cookies: Mapping[str, str] = cookies if cookies is not None else {}
         self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.ga4 = ga4
         self.matched: dict[Trigger, bool] = {}  # trigger conditions evaluated on this event
         self._values: dict[str, Any] = {}
         self._query: dict[str, str] | None = None
@@ -46,18 +56,31 @@ class Scope:
 
     @classmethod
     def from_event(cls, event: Event) -> Scope:
-        """The scope of a ``collect`` event: its event data plus its consent, cookies, headers."""
+        """The scope of an event of either client: its event data plus its consent, cookies,
+        headers (and GA4 hit)."""
         return cls(
             event_data_from_event(event),
             consent=event.consent,
             cookies=event.cookies,
             headers=event.headers,
+            ga4=event.ga4,
         )
+
+    @property
+    def client(self) -> ClientName:
+        """The client the event came from."""
+        return "collect" if self.ga4 is None else "ga4"
+
+    @property
+    def root(self) -> Scope:
+        """The untransformed scope this one was derived from (itself when not derived)."""
+        return self._root
 
     def derive(self, data: Mapping[str, Any]) -> Scope:
         """The same request context with other event data: variables that read event data are
         computed afresh, the others are shared with this scope."""
-        derived = Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers)
+        derived = Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers,
+                        ga4=self.ga4)
         derived._root = self._root
         return derived
 

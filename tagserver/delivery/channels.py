@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 from tagserver.delivery.retry import classify_meta_response, parse_retry_after
 from tagserver.exceptions import DeliveryError, DestinationRejected, DestinationUnavailable
+from tagserver.ga4.forward import forward_request
+from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
@@ -116,10 +118,49 @@ class HttpChannel:
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str]
     ) -> DeliveryError | None:
-        if 200 <= status < 300:
-            return None
-        if status == 429 or status >= 500:
-            return DestinationUnavailable(
-                f"HTTP {status}", status=status, retry_after=parse_retry_after(headers.get("retry-after"))
-            )
-        return DestinationRejected(f"HTTP {status}", status=status)
+        return classify_status(status, headers)
+
+
+class GA4Channel:
+    """``POST {ga4_url}/g/collect?<hit query>&_uip=..`` with the hit's body line and the visitor's
+    User-Agent (REFERENCE §2), one request per hit. 2xx is success (Google answers 204); 5xx and
+    429 are transient; any other answer is permanent."""
+
+    max_batch = 1
+
+    def __init__(self, ga4_url: str) -> None:
+        self.ga4_url = ga4_url.rstrip("/")
+
+    def label(self, destination: GA4Destination) -> str:
+        return f"ga4:{destination.measurement_id}"
+
+    def build_request(
+        self, destination: GA4Destination, payloads: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, bytes]:
+        (payload,) = payloads
+        url, body, _ = forward_request(self.ga4_url, payload)
+        return url, body
+
+    def request_head(
+        self, destination: GA4Destination, payloads: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, dict[str, str]]:
+        """``POST`` with ``content-type: text/plain`` and the visitor's ``user-agent``."""
+        (payload,) = payloads
+        return "POST", forward_request(self.ga4_url, payload)[2]
+
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> DeliveryError | None:
+        return classify_status(status, headers)
+
+
+def classify_status(status: int, headers: Mapping[str, str]) -> DeliveryError | None:
+    """By status alone: 2xx is success; 429 and 5xx are transient (``Retry-After`` honoured);
+    anything else (redirects included) is permanent."""
+    if 200 <= status < 300:
+        return None
+    if status == 429 or status >= 500:
+        return DestinationUnavailable(
+            f"HTTP {status}", status=status, retry_after=parse_retry_after(headers.get("retry-after"))
+        )
+    return DestinationRejected(f"HTTP {status}", status=status)

@@ -19,6 +19,7 @@ DropReason = Literal[
     "queue_full",  # the in-memory queue was at its bound
     "shutdown",  # still undelivered when the drain timeout ended
     "tag_error",  # a tag raised while building: a bug, logged with the tag's name
+    "internal_error",  # delivery itself raised: a bug, logged with its traceback
 ]
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
 

@@ -96,7 +96,7 @@ class Sender:
             for start in range(0, len(payloads), size):
                 batch = payloads[start : start + size]
                 self._queued -= len(batch)
-                task = asyncio.create_task(self._deliver(destination, batch))
+                task = asyncio.create_task(self._deliver_guarded(destination, batch))
                 self._tasks[task] = (self._channel(destination).label(destination), len(batch))
                 task.add_done_callback(self._tasks.pop)
 
@@ -124,10 +124,32 @@ class Sender:
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
 
+    async def _deliver_guarded(self, destination: Any, batch: Sequence[Payload]) -> None:
+        """:meth:`_deliver`, with a bug counted and logged instead of lost in a dead task."""
+        try:
+            await self._deliver(destination, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            label = self._channel(destination).label(destination)
+            log.exception("delivery failed", extra={"destination": label})
+            self._drops.count(label, "internal_error", type(exc).__name__, n=len(batch))
+
     async def _deliver(self, destination: Any, batch: Sequence[Payload]) -> None:
         channel = self._channel(destination)
         label = channel.label(destination)
-        url, body = channel.build_request(destination, batch)
+        try:
+            url, body = channel.build_request(destination, batch)
+        except (TypeError, ValueError) as exc:  # one event that cannot be encoded
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await asyncio.gather(self._deliver(destination, batch[:middle]),
+                                     self._deliver(destination, batch[middle:]))
+            else:
+                event_id = batch[0].get("event_id", "?")
+                self._drops.count(label, "invalid_event",
+                                  f"event_id={event_id}: cannot encode ({type(exc).__name__})")
+            return
         method, headers = request_head(channel, destination, batch)
         attempt = 0
         while True:

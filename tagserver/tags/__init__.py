@@ -5,13 +5,15 @@ keeps the two in step). A tag type is a class with:
 
 * ``default_consent`` — the consent types a tag of this type needs unless its config says
   otherwise (``require_consent``);
+* ``clients`` — the clients whose events it can take (``("ga4",)`` for the GA4 forwarder, which
+  needs a gtag.js hit), or ``None`` for any;
 * ``from_config(raw, *, environ, ctx, path)`` — a :class:`Tag` from one schema-valid config
   object at JSON ``path``;
   templates are compiled with :func:`tagserver.container.values.compile_value` and ``ctx``;
   raises ``ValueError`` for a value the schema cannot check (an id read from the environment).
 
 Firing (triggers, exceptions, consent) and transformations are the container's business: a tag
-only builds. To add a type (e.g. ``ga4``): write the class, add it to :func:`_registry`, add a
+only builds. To add a type: write the class, add it to :func:`_registry`, add a
 branch to ``tagserver/container/schema.json`` and document its keys in the README.
 """
 
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
     from tagserver.consent import ConsentType
-    from tagserver.container.scope import Scope
+    from tagserver.container.scope import ClientName, Scope
     from tagserver.container.values import CompileContext
 
 
@@ -61,6 +63,7 @@ class TagType(Protocol):
     """A tag class: builds a :class:`Tag` from one schema-valid config object."""
 
     default_consent: tuple[ConsentType, ...]
+    clients: tuple[ClientName, ...] | None
 
     def from_config(
         self,
@@ -73,10 +76,15 @@ class TagType(Protocol):
 
 
 def _registry() -> dict[str, TagType]:
+    from tagserver.tags.ga4 import GA4Tag
     from tagserver.tags.http import HttpTag
     from tagserver.tags.meta import MetaTag
 
-    return {"http": cast(TagType, HttpTag), "meta": cast(TagType, MetaTag)}
+    return {
+        "ga4": cast(TagType, GA4Tag),
+        "http": cast(TagType, HttpTag),
+        "meta": cast(TagType, MetaTag),
+    }
 
 
 TAG_TYPES: dict[str, TagType] = _registry()

@@ -28,7 +28,7 @@ from tagserver.tags import Outbound, TagResult
 
 if TYPE_CHECKING:
     from tagserver.consent import ConsentType
-    from tagserver.container.scope import Scope
+    from tagserver.container.scope import ClientName, Scope
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 #: Headers the HTTP client owns; a config may not set them.
@@ -65,6 +65,7 @@ class HttpTag:
     body: Value | None = None
 
     default_consent: ClassVar[tuple[ConsentType, ...]] = ()
+    clients: ClassVar[tuple[ClientName, ...] | None] = None
 
     @staticmethod
     def from_config(

@@ -25,6 +25,7 @@ from urllib.parse import urlencode
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
+from tagserver.meta.from_ga4 import ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
     check_event_time,
@@ -37,7 +38,7 @@ from tagserver.tags import Outbound, TagResult
 
 if TYPE_CHECKING:
     from tagserver.consent import ConsentType
-    from tagserver.container.scope import Scope
+    from tagserver.container.scope import ClientName, Scope
 
 BrowserMode = Literal["fbq", "img", "none"]
 DEFAULT_API_VERSION = "v25.0"
@@ -94,6 +95,7 @@ class MetaTag:
     limited_data_use: LimitedDataUse | None = None
 
     default_consent: ClassVar[tuple[ConsentType, ...]] = ("ad_storage",)
+    clients: ClassVar[tuple[ClientName, ...] | None] = None
 
     @staticmethod
     def from_config(
@@ -221,12 +223,19 @@ class MetaTag:
         return result
 
     def _custom_data(self, scope: Scope) -> Mapping[str, Any]:
-        raw = scope.data.get("custom_data")
-        custom: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
-        base = common_custom_data(scope.data)
-        if not self.custom_data and not base:
+        """The event's ``custom_data`` (topped up from ``value``, ``currency``,
+        ``transaction_id``, ``items``), or without one the Meta custom data made from sGTM's
+        common event data as for a gtag.js hit; then the tag's own ``custom_data`` mapping."""
+        data = scope.data
+        raw = data.get("custom_data")
+        if isinstance(raw, Mapping):
+            base = common_custom_data(data)
+            custom: Mapping[str, Any] = {**base, **raw} if base else raw
+        else:
+            custom = ga4_custom_data(data)
+        if not self.custom_data:
             return custom
-        merged = {**base, **custom}
+        merged = dict(custom)
         for key, value in self.custom_data:
             resolved = value.resolve(scope)
             if resolved is not None:
@@ -318,30 +327,24 @@ def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-#: sGTM's ``user_data`` keys (GA4 user-provided data) → Meta's customer information keys.
-SGTM_USER_KEYS = {"email_address": "em", "phone_number": "ph"}
-SGTM_ADDRESS_KEYS = {"first_name": "fn", "last_name": "ln", "city": "ct", "region": "st",
-                     "postal_code": "zp", "country": "country"}
-
-
 def common_user_data(raw: object) -> dict[str, Any]:
     """Customer information with Meta keys (``em``, ``ph``, ...): Meta keys as sent, plus sGTM's
-    ``email_address``, ``phone_number`` and ``address`` (an object or a list of them) mapped;
-    a Meta key that is present wins."""
+    user-provided data keys mapped as for a gtag.js hit (``email_address``, ``phone_number``,
+    their ``sha256_`` forms, ``address`` — an object or a list, the first one counts — with
+    ``first_name``, ``city``, ...; :func:`tagserver.meta.from_ga4.ga4_user_data`); a Meta key
+    that is present wins."""
     if not isinstance(raw, Mapping):
         return {}
     customer = dict(raw)
-    for key, meta_key in SGTM_USER_KEYS.items():
-        if key in customer:
-            value = customer.pop(key)
-            customer.setdefault(meta_key, value)
-    address = customer.pop("address", None)
+    address = customer.get("address")
     if isinstance(address, list):
         address = address[0] if address else None
+    source = {k: v for k, v in customer.items() if k != "address"}
     if isinstance(address, Mapping):
-        for key, meta_key in SGTM_ADDRESS_KEYS.items():
-            if address.get(key) is not None:
-                customer.setdefault(meta_key, address[key])
+        source["address"] = address
+    for key, value in ga4_user_data({"user_data": source}).items():
+        customer.setdefault(key, value)
+    customer.pop("address", None)
     return customer
 
 

@@ -74,7 +74,8 @@ def default_env(*, graph_url: str, outbox: Path) -> dict[str, str]:
 class TagServerProcess:
     """One ``tagserver serve`` process on 127.0.0.1, with its output captured to a file.
 
-    ``env`` values of None remove that variable from the process environment.
+    ``env`` values of None remove that variable from the process environment; ``tls`` (a PEM key
+    file and certificate file) makes it serve https.
     """
 
     def __init__(
@@ -85,8 +86,10 @@ class TagServerProcess:
         output_path: Path,
         host: str = "127.0.0.1",
         start_timeout: float = START_TIMEOUT_S,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.tags_dir = tags_dir
+        self.tls = tls
         self.host = host
         self.port = 0
         self.output_path = output_path
@@ -117,6 +120,11 @@ class TagServerProcess:
             str(self.port),
             "--tags",
             str(self.tags_dir),
+            *(
+                ["--ssl-keyfile", str(self.tls[0]), "--ssl-certfile", str(self.tls[1])]
+                if self.tls
+                else []
+            ),
         ]
 
     def start(self) -> TagServerProcess:
@@ -138,7 +146,8 @@ class TagServerProcess:
                 stdout=self._output,
                 stderr=subprocess.STDOUT,
             )
-            self._client = httpx.Client(base_url=self.url, timeout=10.0)
+            # a throwaway self-signed certificate in tests: nothing to verify against
+            self._client = httpx.Client(base_url=self.url, timeout=10.0, verify=False)
             try:
                 self._wait_healthy()
                 return self
@@ -213,7 +222,7 @@ class TagServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def output(self) -> str:
         """Everything the process printed so far (stdout and stderr interleaved)."""

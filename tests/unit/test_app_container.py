@@ -19,8 +19,11 @@ from tagserver.settings import load_settings
 from tests.containers import ENVIRON, PIXEL, http_tag, meta_tag, write_container
 
 
-def run_app(folder: Path, send: Any) -> tuple[list[httpx.Response], list[httpx.Request], str]:
-    """Serve ``folder``'s container in-process; outbound requests go to a recorder."""
+def run_app(
+    folder: Path, send: Any, *, peer: str = "203.0.113.9"
+) -> tuple[list[httpx.Response], list[httpx.Request], str]:
+    """Serve ``folder``'s container in-process (requests come from ``peer``); outbound requests
+    go to a recorder."""
     outbound: list[httpx.Request] = []
 
     def destination(request: httpx.Request) -> httpx.Response:
@@ -45,7 +48,7 @@ def run_app(folder: Path, send: Any) -> tuple[list[httpx.Response], list[httpx.R
 
     async def scenario() -> list[httpx.Response]:
         async with app.router.lifespan_context(app), httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 5000)),
+            transport=httpx.ASGITransport(app=app, client=(peer, 5000)),
             base_url="http://t.shop.example",
         ) as client:
             return [await send(client)]
@@ -126,3 +129,46 @@ def test_several_tags_answer_one_hit(tmp_path: Path) -> None:
     graph = [r for r in outbound if r.url.path.endswith("/events")]
     assert sum(len(json.loads(r.content)["data"]) for r in graph) == 2
     assert len([r for r in outbound if r.url.host == "hooks.example.com"]) == 1
+
+
+def test_ga4_hits_run_the_container_as_collect_hits_do(tmp_path: Path) -> None:
+    folder = write_container(
+        tmp_path / "tags",
+        {
+            "variables": {"fbp": {"type": "event_data", "path": "x-fb-ck-fbp"}},
+            "tags": [
+                http_tag("crm", url="https://crm.example/ga4",
+                         conditions=[{"header": "x-shop", "op": "equals", "value": "de"}],
+                         body={"name": "{{event.event_name}}", "ip": "{{event.ip_override}}",
+                               "fbp": "{{fbp}}", "title": "{{event.page_title}}"}),
+                {"name": "ga4", "type": "ga4", "events": ["page_view", "Purchase"]},
+            ],
+            "transformations": [{"name": "no-title", "type": "exclude", "tag_types": ["ga4"],
+                                 "parameters": ["page_title"]}],
+        },
+    )
+
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post(
+            "/g/collect?v=2&tid=G-SHOP1&cid=1.2&dt=Shop&dl=https%3A%2F%2Fwww.shop.example%2F",
+            content="en=page_view\nen=scroll&epn.percent_scrolled=90\n"
+                    "en=purchase&cu=EUR&epn.value=5&ep.transaction_id=T-9",
+            headers={"Origin": "https://www.shop.example", "User-Agent": "UA/1", "X-Shop": "de",
+                     "Forwarded": 'for="[2001:db8:cafe::17]:4711"',  # RFC 7239, via loopback
+                     "Cookie": "_fbp=fb.1.x; _fbp=fb.1.1700000000000.42; _fbp=fb.1.1.1"},
+        )
+
+    (reply,), outbound, _ = run_app(folder, send, peer="127.0.0.1")
+    assert reply.status_code == 200
+    crm = [json.loads(r.content) for r in outbound if r.url.host == "crm.example"]
+    assert sorted(c["name"] for c in crm) == ["page_view", "purchase", "scroll"]
+    assert {c["ip"] for c in crm} == {"2001:db8:cafe::17"}
+    assert {c["fbp"] for c in crm} == {"fb.1.1700000000000.42"}  # the first valid duplicate
+    assert {c["title"] for c in crm} == {"Shop"}
+    google = [r for r in outbound if r.url.host == "region1.google-analytics.com"]
+    assert sorted(r.content.decode() for r in google) == [
+        "en=page_view", "en=purchase&cu=EUR&epn.value=5&ep.transaction_id=T-9"]
+    for request in google:  # page_title excluded for the ga4 tag: dt is gone from the query
+        assert str(request.url.query, "ascii") == (
+            "v=2&tid=G-SHOP1&cid=1.2&dl=https%3A%2F%2Fwww.shop.example%2F&_uip=2001:db8:cafe::17")
+        assert request.headers["user-agent"] == "UA/1"

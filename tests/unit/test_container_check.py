@@ -45,12 +45,13 @@ def tagserver(*args: str, env: dict[str, str] = EXAMPLE_ENV) -> subprocess.Compl
     )
 
 
-def test_the_three_examples_exist() -> None:
+def test_the_examples_exist() -> None:
     assert sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()) == [
-        "meta-only", "meta-plus-webhook", "meta-two-pixels"]
+        "ga4-plus-meta", "meta-only", "meta-plus-webhook", "meta-two-pixels"]
 
 
-@pytest.mark.parametrize("name", ["meta-only", "meta-two-pixels", "meta-plus-webhook"])
+@pytest.mark.parametrize("name", ["meta-only", "meta-two-pixels", "meta-plus-webhook",
+                                  "ga4-plus-meta"])
 def test_example_validates_and_its_samples_pass(name: str) -> None:
     folder = EXAMPLES / name
     container = load_container(folder, environ=EXAMPLE_ENV)
@@ -75,7 +76,7 @@ def test_example_shapes() -> None:
         ("meta", MetaTag), ("crm-orders", HttpTag), ("big-order-alert", HttpTag)]
     only = load_container(EXAMPLES / "meta-only", environ=EXAMPLE_ENV)
     shipped = load_container(ROOT / "tags", environ=EXAMPLE_ENV)
-    assert only.tags[0].tag == shipped.tags[0].tag
+    assert only.tags[0].tag == shipped.tag("meta").tag
 
 
 def write_samples(tmp_path: Path, *samples: object) -> Path:
@@ -160,6 +161,11 @@ def test_unreadable_samples_and_invalid_container_exit_1(tmp_path: Path) -> None
     assert f"{bad}:2:" in proc.stderr
     assert f"{bad}:3: a sample is a JSON object" in proc.stderr
     assert f'{bad}:4: a sample needs "hit"' in proc.stderr
+    ga4 = tmp_path / "ga4.jsonl"
+    ga4.write_text('{"ga4": {"en": "page_view"}}\n')
+    proc = tagserver("check", str(WEBHOOK), "--events", str(ga4))
+    assert proc.returncode == 1
+    assert f'{ga4}:1: "ga4" must be a string' in proc.stderr
     proc = tagserver("check", str(WEBHOOK), "--events", str(bad), env={})
     assert proc.returncode == 1
     assert "environment variable CRM_API_TOKEN is not set" in proc.stderr
@@ -194,3 +200,23 @@ def test_even_a_short_secret_is_masked(tmp_path: Path) -> None:
     proc = tagserver("check", str(folder), "--events", str(samples), env={"SHORT_KEY": "q7z"})
     assert proc.returncode == 0, proc.stdout
     assert "q7z" not in proc.stdout
+
+
+def test_ga4_samples_run_through_the_ga4_client(tmp_path: Path) -> None:
+    folder = EXAMPLES / "ga4-plus-meta"
+    samples = write_samples(
+        tmp_path,
+        {"ga4": "/g/collect?v=2&tid=G-1&en=x", "expect": {"fired": ["ga4"]}},
+        {"ga4": "v=2&en=page_view", "expect": {"rejected": True}},  # no tid: refused
+        {"ga4": "v=2&tid=G-1&cid=1.2&en=page_view&dl=https%3A%2F%2Fs.example%2F"},
+    )
+    proc = tagserver("check", str(folder), "--events", str(samples), "--format", "json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first, refused, third = (json.loads(line) for line in proc.stdout.splitlines())
+    assert first["name"] == "line 1 (ga4)" and first["expect"]["ok"] is True
+    assert refused["rejected"]["errors"][0]["field"] == "query: tid"
+    (request,) = [r for r in third["requests"] if r["tag"] == "ga4"]
+    assert request["url"] == ("https://region1.google-analytics.com/g/collect?v=2&tid=G-1"
+                              "&cid=1.2&en=page_view&dl=https%3A%2F%2Fs.example%2F&_uip=::")
+    assert request["json"] is None and request["body"] == ""
+    assert request["headers"]["content-type"] == "text/plain;charset=UTF-8"

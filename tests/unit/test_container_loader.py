@@ -216,7 +216,7 @@ def test_every_registered_type_has_a_schema_branch() -> None:
 def test_shipped_containers_validate(folder: Path) -> None:
     container = load_container(folder, environ=ENVIRON)
     assert len(container.tags) >= 1
-    meta = container.tags[0].tag
+    (meta,) = [entry.tag for entry in container.tags if isinstance(entry.tag, MetaTag)]
     assert isinstance(meta, MetaTag)
     assert meta.pixel_id == "1234567890"
     assert meta.access_token.reveal() == "EAAG-unit-token-one"

@@ -188,7 +188,10 @@ def test_meta_reads_sgtm_common_event_data(tmp_path: Path) -> None:
     result = run(container, scope)
     event = capi(result.outbound)
     assert event["event_name"] == "Purchase"
+    # the same Meta custom data a gtag.js hit with these parameters gets
     assert event["custom_data"] == {"value": 30, "currency": "EUR", "order_id": "T-1",
+                                    "content_ids": ["04639"], "num_items": 2,
+                                    "content_type": "product",
                                     "contents": [{"id": "04639", "quantity": 2,
                                                   "item_price": 15}]}
     user = event["user_data"]
