@@ -42,8 +42,8 @@
   function run(commands) {
     (commands || []).forEach(function (c) {
       if (c.type === 'fbq' && c.args) {
-        var f = fbq(), id = c.args[1];
-        if (!inited[id]) { inited[id] = 1; f('init', id); }
+        var f = fbq(), id = c.args[1];  /* init on trackSingle*: dataProcessingOptions goes first */
+        if (/^trackSingle/.test(c.args[0]) && !inited[id]) { inited[id] = 1; f('init', id); }
         f.apply(w, c.args);
       } else if (c.type === 'img' && c.src) {
         new Image().src = c.src;

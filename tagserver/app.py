@@ -21,11 +21,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tagserver.client_ip import is_public, resolve_client_ip
 from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.context import (
+    context_cookies,
+    context_headers,
+    run_event,
+    set_cookies,
+    visitor_ip,
+)
 from tagserver.container.loader import Container, load_container
-from tagserver.container.runtime import run_container
-from tagserver.delivery.channels import GA4Channel, MetaChannel
+from tagserver.container.watch import ContainerReloader, loader_for
+from tagserver.delivery.channels import GA4Channel, HttpChannel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
@@ -50,11 +56,14 @@ from tagserver.identity import (
 from tagserver.logs import AccessLogMiddleware
 from tagserver.settings import Settings, load_settings
 from tagserver.tags.ga4 import GA4Destination
+from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
 log = logging.getLogger("tagserver.app")
 
 NO_STORE = {"cache-control": "no-store"}
+#: Response header of ``GET /healthy`` naming the active container's version (content hash).
+VERSION_HEADER = "x-container-version"
 
 
 @dataclass
@@ -67,6 +76,7 @@ class AppState:
     signer: Signer
     recorder: RecordingTransport | None
     sender: Sender | None = None
+    reloader: ContainerReloader | None = None
 
 
 def create_app(
@@ -74,13 +84,18 @@ def create_app(
     *,
     container: Container | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    watch: bool | None = None,
 ) -> Starlette:
     """Build the application.
 
     ``container`` defaults to loading ``settings.tags_dir`` (raises
     :class:`~tagserver.exceptions.ConfigError`); ``transport`` replaces the network for outbound
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
+    ``watch`` (default: when the container was loaded here) reloads ``settings.tags_dir`` live
+    every ``settings.reload_interval_s`` seconds (0: never by polling) and on SIGHUP.
     """
+    if watch is None:
+        watch = container is None
     if container is None:
         container = load_container(settings.tags_dir, environ=os.environ)
     recorder = RecordingTransport() if settings.dry_run else None
@@ -112,6 +127,7 @@ def create_app(
             client,
             channels={
                 MetaDestination: MetaChannel(settings.meta_graph_url),
+                HttpDestination: HttpChannel(),
                 GA4Destination: GA4Channel(settings.ga4_url),
             },
             drops=state.drops,
@@ -119,17 +135,29 @@ def create_app(
             flush_interval=settings.flush_interval_s,
         )
         await state.sender.start()
+        if watch:
+            state.reloader = ContainerReloader(
+                settings.tags_dir,
+                current=lambda: state.container,
+                activate=lambda new: setattr(state, "container", new),
+                load=loader_for(os.environ),
+                interval=settings.reload_interval_s,
+            )
+            await state.reloader.start()
         log.info(
             "started",
             extra={
-                "container_version": container.version,
-                "tags": [t.name for t in container.tags],
+                "container_version": state.container.version,
+                "tags": [t.name for t in state.container.tags],
                 "dry_run": settings.dry_run,
+                "live_reload": state.reloader is not None,
             },
         )
         try:
             yield
         finally:
+            if state.reloader is not None:
+                await state.reloader.stop()
             await state.sender.stop(timeout=settings.drain_timeout_s)
             await client.aclose()
             log.info(
@@ -140,7 +168,9 @@ def create_app(
     script = load_script(script_path=settings.script_path, collect_path=settings.collect_path)
 
     async def healthy(request: Request) -> Response:
-        return PlainTextResponse("ok", headers=NO_STORE)
+        return PlainTextResponse(
+            "ok", headers={**NO_STORE, VERSION_HEADER: state.container.version}
+        )
 
     async def client_script(request: Request) -> Response:
         headers = {
@@ -238,13 +268,6 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     except HitRejected as exc:
         return error_response(exc, headers=cors)
 
-    peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
-        peer,
-        request.headers.getlist("x-forwarded-for"),
-        trusted_proxies=settings.trusted_proxies,
-        forwarded=request.headers.getlist("forwarded"),
-    )
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(request)
     identity = resolve_identity(
@@ -268,34 +291,20 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         custom_data=hit.custom_data,
         user_data=hit.user_data,
         consent=hit.consent,
-        client_ip=str(ip) if ip is not None and is_public(ip) else None,
+        client_ip=visitor_ip(request, state),
         user_agent=request.headers.get("user-agent") or None,
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
+        cookies=context_cookies(request),
+        headers=context_headers(request),
     )
-    result = run_container(
-        state.container, event, default_country=settings.default_country, now=now
-    )
-    for tag_name, reason, detail in result.drops:
-        state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
-    assert state.sender is not None, "the lifespan has not run"
-    for outbound in result.outbound:
-        state.sender.submit(outbound)
+    container = state.container  # one container for the whole event, even during a reload
+    result = run_event(state, container, event, now=now)
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )
-    for cookie in identity.cookies:
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=cookie.domain,
-            secure=True,
-            httponly=cookie.httponly,
-            samesite="lax",
-        )
+    set_cookies(response, identity.cookies)
     return response
 
 

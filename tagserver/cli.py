@@ -1,4 +1,4 @@
-"""The ``tagserver`` command: ``serve``, ``validate``, ``demo``, ``snippet``."""
+"""The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``, ``snippet``."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a container folder; exit 1 on any problem")
     validate.add_argument("directory", nargs="?", type=Path, default=None)
 
+    check = sub.add_parser(
+        "check", help="run sample events through a container offline; exit 1 on a failed expect"
+    )
+    check.add_argument("directory", nargs="?", type=Path, default=None)
+    check.add_argument("--events", type=Path, required=True, help="samples, one JSON a line")
+    check.add_argument("--format", choices=("text", "json"), default="text")
+    check.add_argument("--now", type=float, default=None, help="unix seconds to evaluate at")
+
     demo = sub.add_parser("demo", help="serve the example container with a recording sandbox")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8080)
@@ -59,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "validate":
         return _validate(args.directory)
+    if args.command == "check":
+        return _check(args)
     if args.command == "demo":
         from tagserver.demo import run_demo
 
@@ -144,3 +154,24 @@ def _validate(directory: Path | None) -> int:
         return 1
     print(f"{folder}: {len(container.tags)} tag(s) valid, version {container.version}")
     return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from tagserver.container.check import run_check
+    from tagserver.settings import load_settings
+
+    try:
+        settings = load_settings(os.environ)
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    return run_check(
+        args.directory or settings.tags_dir,
+        args.events,
+        environ=os.environ,
+        settings=settings,
+        out=sys.stdout,
+        err=sys.stderr,
+        now=args.now,
+        fmt=args.format,
+    )

@@ -22,8 +22,10 @@ class Event:
 
     ``event_time`` and ``received_at`` are unix seconds. ``user_data`` is the raw customer
     information as sent (hashed only when a tag builds its request); ``client_ip`` is the resolved
-    public address or ``None``; ``fbp``/``fbc`` are validated cookie values. ``ga4`` is the
-    GA4 hit the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
+    public address or ``None``; ``fbp``/``fbc`` are validated cookie values. ``cookies`` and
+    ``headers`` (names lower case, ``Cookie`` left out) are the request context that triggers and
+    variables read; they are read-only and never echoed into a response. ``ga4`` is the GA4 hit
+    the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
     """
 
     event_name: str
@@ -40,4 +42,6 @@ class Event:
     fbp: str | None = None
     fbc: str | None = None
     visitor_id: str | None = None
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
     ga4: GA4Hit | None = None

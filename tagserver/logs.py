@@ -14,6 +14,8 @@ import sys
 import time
 from typing import Any
 
+from tagserver.secret import redact_secrets
+
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
@@ -26,8 +28,11 @@ _PHONE_RE = re.compile(r"\+\d[\d ().-]{5,}\d|\(?\b\d{2,5}\)?[ -]\d{3,}(?:[ -]\d{
 
 
 def redact(text: str) -> str:
-    """Mask e-mail addresses, phone-shaped numbers and Meta access tokens (``EAA...``) in ``text``."""
-    return _PHONE_RE.sub("***", _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", text)))
+    """Mask known secrets (:func:`tagserver.secret.redact_secrets`), e-mail addresses, phone-shaped
+    numbers and Meta access tokens (``EAA...``) in ``text``."""
+    return _PHONE_RE.sub(
+        "***", _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", redact_secrets(text)))
+    )
 
 
 class JsonFormatter(logging.Formatter):

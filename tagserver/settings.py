@@ -66,6 +66,7 @@ class Settings:
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 60.0
     default_country: str | None = None
+    reload_interval_s: float = 1.0
     #: ``js``: GA4's client id is the page's ``cid``; ``server``: an HttpOnly ``FPID`` cookie.
     ga4_client_id: str = "js"
     #: The GA4 event parameter (after ``ep.``) that carries the page's event id for Meta.
@@ -184,6 +185,11 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         ("TAGSERVER_RETRY_BASE_DELAY", "retry_base_delay_s", _positive_float, "seconds, e.g. 0.5"),
         ("TAGSERVER_RETRY_MAX_DELAY", "retry_max_delay_s", _positive_float, "seconds, e.g. 60"),
     )
+    reload = read(
+        "TAGSERVER_RELOAD_INTERVAL", _non_negative_float, "seconds between container checks; 0 = off"
+    )
+    if reload is not None:
+        values["reload_interval_s"] = reload
     for name, key, parse, expected in numbers:
         number = read(name, parse, expected)
         if number is not None:
@@ -302,4 +308,11 @@ def _positive_float(raw: str) -> float:
     number = float(raw)
     if not number > 0 or number != number or number == float("inf"):
         raise ValueError(f"{raw!r} is not a positive number")
+    return number
+
+
+def _non_negative_float(raw: str) -> float:
+    number = float(raw)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"{raw!r} is not a number of seconds")
     return number

@@ -14,6 +14,7 @@ from tagserver.delivery.retry import classify_meta_response, parse_retry_after
 from tagserver.exceptions import DeliveryError, DestinationRejected, DestinationUnavailable
 from tagserver.ga4.forward import forward_request
 from tagserver.tags.ga4 import GA4Destination
+from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
 #: Meta accepts at most 1,000 events per request (Conversions API "Batch requests").
@@ -40,6 +41,18 @@ class Channel(Protocol):
         ...
 
 
+def request_head(
+    channel: Channel, destination: Any, payloads: Sequence[Mapping[str, Any]]
+) -> tuple[str, dict[str, str]]:
+    """``(method, headers)`` of a batch: the channel's own when it defines ``request_head``, else
+    ``POST`` with a JSON body."""
+    head = getattr(channel, "request_head", None)
+    if head is not None:
+        method, headers = head(destination, payloads)
+        return str(method), dict(headers)
+    return "POST", {"content-type": "application/json"}
+
+
 class MetaChannel:
     """``POST {graph_url}/{version}/{pixel_id}/events`` with ``{"data": [...], "access_token": ...}``
     in the JSON body, never in the URL (REFERENCE §1)."""
@@ -64,10 +77,48 @@ class MetaChannel:
             body["test_event_code"] = destination.test_event_code
         return url, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
+    def request_head(
+        self, destination: MetaDestination, payloads: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, dict[str, str]]:
+        return "POST", {"content-type": "application/json"}
+
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str]
     ) -> DeliveryError | None:
         return classify_meta_response(status, body, headers)
+
+
+class HttpChannel:
+    """The ``http`` tag's webhooks: one request per event (``max_batch = 1``), method, URL,
+    headers and JSON body as the tag built them. 2xx is success; 429, 5xx and network errors are
+    retried (``Retry-After`` honoured); any other status is permanent (redirects are not
+    followed). Error texts carry the status only, never the URL (it may hold a secret)."""
+
+    max_batch = 1
+
+    def label(self, destination: HttpDestination) -> str:
+        return f"http:{destination.tag}"
+
+    def build_request(
+        self, destination: HttpDestination, payloads: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, bytes]:
+        (payload,) = payloads
+        body = payload.get("body")
+        content = b"" if body is None else json.dumps(
+            body, separators=(",", ":"), ensure_ascii=False
+        ).encode("utf-8")
+        return str(payload["url"]), content
+
+    def request_head(
+        self, destination: HttpDestination, payloads: Sequence[Mapping[str, Any]]
+    ) -> tuple[str, dict[str, str]]:
+        (payload,) = payloads
+        return str(payload["method"]), dict(payload.get("headers") or {})
+
+    def classify(
+        self, status: int, body: bytes, headers: Mapping[str, str]
+    ) -> DeliveryError | None:
+        return classify_status(status, headers)
 
 
 class GA4Channel:
@@ -90,19 +141,26 @@ class GA4Channel:
         url, body, _ = forward_request(self.ga4_url, payload)
         return url, body
 
-    def request_headers(
+    def request_head(
         self, destination: GA4Destination, payloads: Sequence[Mapping[str, Any]]
-    ) -> dict[str, str]:
-        """``content-type: text/plain`` and the visitor's ``user-agent``."""
+    ) -> tuple[str, dict[str, str]]:
+        """``POST`` with ``content-type: text/plain`` and the visitor's ``user-agent``."""
         (payload,) = payloads
-        return forward_request(self.ga4_url, payload)[2]
+        return "POST", forward_request(self.ga4_url, payload)[2]
 
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str]
     ) -> DeliveryError | None:
-        if 200 <= status < 300:
-            return None
-        retry_after = parse_retry_after(headers.get("retry-after"))
-        if status >= 500 or status == 429:
-            return DestinationUnavailable(f"HTTP {status}", status=status, retry_after=retry_after)
-        return DestinationRejected(f"HTTP {status}", status=status)
+        return classify_status(status, headers)
+
+
+def classify_status(status: int, headers: Mapping[str, str]) -> DeliveryError | None:
+    """By status alone: 2xx is success; 429 and 5xx are transient (``Retry-After`` honoured);
+    anything else (redirects included) is permanent."""
+    if 200 <= status < 300:
+        return None
+    if status == 429 or status >= 500:
+        return DestinationUnavailable(
+            f"HTTP {status}", status=status, retry_after=parse_retry_after(headers.get("retry-after"))
+        )
+    return DestinationRejected(f"HTTP {status}", status=status)

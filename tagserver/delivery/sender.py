@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel
+from tagserver.delivery.channels import Channel, request_head
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable
@@ -150,16 +150,15 @@ class Sender:
                 self._drops.count(label, "invalid_event",
                                   f"event_id={event_id}: cannot encode ({type(exc).__name__})")
             return
-        headers = {"content-type": "application/json"}
-        request_headers = getattr(channel, "request_headers", None)
-        if request_headers is not None:  # a channel whose requests are not JSON (GA4)
-            headers = request_headers(destination, batch)
+        method, headers = request_head(channel, destination, batch)
         attempt = 0
         while True:
             attempt += 1
             try:
                 async with self._semaphore:
-                    response = await self._client.post(url, content=body, headers=headers)
+                    response = await self._client.request(
+                        method, url, content=body, headers=headers
+                    )
                     content = await response.aread()
                 error = channel.classify(response.status_code, content, response.headers)
             except httpx.HTTPError as exc:

@@ -4,7 +4,9 @@ The hit is re-sent as it came — the original query pairs and, for a batched PO
 line — to ``{GA4_URL}/g/collect``, with the visitor's User-Agent header and ``_uip=<visitor
 ip>`` appended (``_uip=::`` redacts the address). ``richsstsse`` and any ``_uip`` the browser
 sent are removed; ``tid`` and ``cid`` are replaced only when the tag (measurement id) or the
-server-managed client id asks for it. Everything else keeps its bytes.
+server-managed client id asks for it; when transformations changed event data keys for the tag
+(``edits``), the parameters behind those keys are replaced by the new values
+(:mod:`tagserver.ga4.encode`). Everything else keeps its bytes.
 
 The payload is a JSON-serialisable :class:`GA4ForwardPayload`, so it can wait in the durable
 outbox; :func:`forward_request` turns it into the HTTP request when it is sent.
@@ -13,11 +15,12 @@ outbox; :func:`forward_request` turns it into the HTTP request when it is sent.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TypedDict
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 from tagserver.clients.ga4 import GA4Hit
 from tagserver.exceptions import HitRejected
+from tagserver.ga4.encode import REQUIRED_KEYS, encode_key, encode_pair, param_key
 from tagserver.ga4.query import decode_component
 
 #: Parameters never forwarded: the response-format flag and a client-supplied IP.
@@ -38,14 +41,16 @@ class GA4ForwardPayload(TypedDict):
     event_name: str
 
 
-def _rewrite(raw_pairs: Iterable[str], replace: Mapping[str, str]) -> list[str]:
+def _rewrite(
+    raw_pairs: Iterable[str], replace: Mapping[str, str], drop: frozenset[str] = frozenset()
+) -> list[str]:
     out = []
     for raw in raw_pairs:
         try:
             name = decode_component(raw.partition("=")[0], where="forward")
         except HitRejected:  # validated by the client already; keep what cannot be read as is
             name = ""
-        if name in DROPPED:
+        if name in DROPPED or (drop and param_key(name) in drop):
             continue
         if name in replace:
             out.append(f"{name}={quote(replace[name], safe='')}")
@@ -63,22 +68,39 @@ def build_forward_payload(
     measurement_id: str | None = None,
     client_id: str | None = None,
     event_id: str = "",
+    edits: Mapping[str, Any] | None = None,
 ) -> GA4ForwardPayload:
     """The forwarded form of ``hit``.
 
     ``client_ip`` is the visitor's resolved address (``None`` or ``redact_ip`` → ``_uip=::``, so
     Google never geolocates tagserver's own address); ``measurement_id`` replaces ``tid`` and
-    ``client_id`` replaces ``cid`` (server-managed id) when given.
+    ``client_id`` replaces ``cid`` (server-managed id) when given. ``edits`` maps changed top-level
+    event data keys to their new values (``None``: removed); the parameters behind them are
+    dropped and the new values appended to the body line (the query for a query-only hit).
+    ``en``, ``v`` and ``tid`` are changed but never removed.
     """
     replace: dict[str, str] = {}
     if measurement_id:
         replace["tid"] = measurement_id
     if client_id:
         replace["cid"] = client_id
-    query = _rewrite(hit.raw_query, replace)
+    drop: set[str] = set()
+    added: list[str] = []
+    for key, value in (edits or {}).items():
+        if key == "x-ga-measurement_id" and measurement_id:
+            continue
+        pairs = encode_key(key, value)
+        if not pairs and key in REQUIRED_KEYS:
+            continue
+        drop.add(key)
+        added.extend(encode_pair(name, text) for name, text in pairs)
+    dropped = frozenset(drop)
+    query = _rewrite(hit.raw_query, replace, dropped)
+    line = _rewrite(hit.raw_line.split("&"), replace, dropped) if hit.raw_line else []
+    (line if hit.raw_line else query).extend(added)
     ip = REDACTED_IP if redact_ip or not client_ip else client_ip
     query.append(f"_uip={quote(ip, safe=':')}")
-    body = "&".join(_rewrite(hit.raw_line.split("&"), replace)) if hit.raw_line else ""
+    body = "&".join(line)
     return GA4ForwardPayload(
         query="&".join(query),
         body=body,

@@ -2,9 +2,11 @@
 ``/_/set_cookie``.
 
 One request → :func:`~tagserver.clients.ga4.parse_ga4_request` → per hit an
-:class:`~tagserver.event.Event` (Meta view by :mod:`tagserver.meta.from_ga4`) → the container →
-outbound events queued → the answer: ``200`` with an empty body, or, when the hit carries
-``richsstsse``, a ``text/event-stream`` whose ``send_pixel`` records carry the Meta image pixels.
+:class:`~tagserver.event.Event` (:func:`build_ga4_events`; its event data is the hit's, see
+:mod:`tagserver.container.event_data`) → the container, run as for ``POST /e``
+(:mod:`tagserver.clients.context`) → outbound events queued → the answer: ``200`` with an empty
+body, or, when the hit carries ``richsstsse``, a ``text/event-stream`` whose ``send_pixel``
+records carry the Meta image pixels.
 A gtag page has no ``fbq``: a Meta tag's ``fbq`` command is delivered as the equivalent image
 pixel (same pixel id, event name, ``eid`` and custom data), an ``img`` command as is.
 """
@@ -14,15 +16,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from itsdangerous import Signer
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from tagserver.client_ip import is_public, resolve_client_ip
+from tagserver.clients.context import (
+    context_cookies,
+    context_headers,
+    run_event,
+    set_cookies,
+    visitor_ip,
+)
 from tagserver.clients.ga4 import GA4Hit, parse_ga4_request
-from tagserver.container.runtime import run_container
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected, OriginNotAllowed
 from tagserver.ga4.client_id import FPID_COOKIE, resolve_server_client_id
@@ -34,8 +42,21 @@ from tagserver.http import (
     preflight_headers,
     read_body,
 )
-from tagserver.identity import FBC_RE, FBP_RE, CookieSpec, resolve_cookie_scope, resolve_identity
-from tagserver.meta.from_ga4 import MetaFromGA4, meta_from_ga4
+from tagserver.identity import (
+    FBC_RE,
+    FBP_RE,
+    CookieScope,
+    CookieSpec,
+    parse_cookie_header,
+    resolve_cookie_scope,
+    resolve_identity,
+)
+from tagserver.meta.from_ga4 import (
+    DEFAULT_EVENT_ID_PARAM,
+    MetaFromGA4,
+    meta_from_ga4,
+    mint_event_id,
+)
 
 if TYPE_CHECKING:
     from tagserver.app import AppState
@@ -73,11 +94,7 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
         origin = request.headers.get("origin")
         headers = preflight_headers(origin, methods=GA4_METHODS) if origin and cors else NO_STORE
         return Response(status_code=204, headers=headers)
-    peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
-        peer, request.headers.getlist("x-forwarded-for"), trusted_proxies=settings.trusted_proxies
-    )
-    client_ip = str(ip) if ip is not None and is_public(ip) else None
+    client_ip = visitor_ip(request, state)
     user_agent = request.headers.get("user-agent") or None
     try:
         body = b""
@@ -97,41 +114,92 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
         log.info("ga4 line rejected", extra={"line": line.line, "error": line.error})
 
     now = time.time()
-    hits = list(batch.hits)
-    metas = [meta_from_ga4(h.event_data, event_id_param=settings.ga4_event_id_param)
-             for h in hits]
+    events, cookies = build_ga4_events(
+        batch.hits,
+        cookie_header=request.headers.get("cookie", ""),
+        cookies=context_cookies(request),
+        headers=context_headers(request),
+        referer=_referer(request),
+        cookie_scope=resolve_cookie_scope(request.headers.get("host"), settings.site_domains),
+        signer=state.signer,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        now=now,
+        event_id_param=settings.ga4_event_id_param,
+        server_client_id=settings.ga4_client_id == "server",
+        max_age=settings.cookie_max_age_s,
+    )
+    container = state.container  # one container for every hit, even during a reload
+    pixels: list[str] = []
+    for event in events:
+        result = run_event(state, container, event, now=now)
+        pixels.extend(pixel_urls(result.commands))
+
+    headers = {**NO_STORE, **cors}
+    response: Response
+    if batch.richsstsse:
+        response = Response(build_event_stream(pixels), media_type=EVENT_STREAM, headers=headers)
+    else:
+        response = Response(b"", media_type="text/plain", headers=headers)
+    set_cookies(response, cookies)
+    return response
+
+
+def build_ga4_events(
+    hits: Sequence[GA4Hit],
+    *,
+    cookie_header: str,
+    cookies: Mapping[str, str],
+    headers: Mapping[str, str],
+    referer: str | None,
+    cookie_scope: CookieScope | None,
+    signer: Signer,
+    client_ip: str | None,
+    user_agent: str | None,
+    now: float,
+    event_id_param: str = DEFAULT_EVENT_ID_PARAM,
+    server_client_id: bool = False,
+    max_age: int,
+    mint: Callable[[], str] = mint_event_id,
+) -> tuple[list[Event], list[CookieSpec]]:
+    """The events of one request's hits, and the cookies to set (``now`` in unix seconds).
+
+    One identity for the request: Meta cookies only when every hit grants ``ad_storage``, the
+    visitor id and the ``FPID`` (``server_client_id``) only when every hit grants
+    ``analytics_storage``; the page's ``ep.fbp``/``ep.fbc`` stand in for a missing or malformed
+    cookie (the first valid of duplicate cookies wins). Each event carries the Meta view of its
+    hit (:func:`~tagserver.meta.from_ga4.meta_from_ga4`: name, event id, custom and user data)
+    and the hit itself (``Event.ga4``), whose event data the container reads. ``mint`` makes an
+    event id when the hit brings none (default: a UUID).
+    """
+    metas = [meta_from_ga4(h.event_data, event_id_param=event_id_param, mint=mint) for h in hits]
     ad_storage = all(h.consent.ad_storage for h in hits)
     analytics_storage = all(h.consent.analytics_storage for h in hits)
     first = hits[0]
-    page_url = _page_url(first) or _referer(request)
-    scope = resolve_cookie_scope(request.headers.get("host"), settings.site_domains)
+    page_url = _page_url(first) or referer
     identity = resolve_identity(
-        _cookies_with_page_ids(request.cookies, metas[0]),
+        _cookies_with_page_ids(parse_cookie_header(cookie_header), metas[0]),
         page_url=page_url,
         referrer_url=_url(first.event_data.get("page_referrer")),
-        scope=scope,
+        scope=cookie_scope,
         ad_storage=ad_storage,
         analytics_storage=analytics_storage,
-        signer=state.signer,
+        signer=signer,
         now_ms=int(now * 1000),
-        max_age=settings.cookie_max_age_s,
+        max_age=max_age,
     )
-    cookies = list(identity.cookies)
-    server_client_id: str | None = None
-    if settings.ga4_client_id == "server" and analytics_storage and scope is not None:
-        server_id = resolve_server_client_id(
-            request.cookies, js_client_id=first.param("cid"), now=now
-        )
-        server_client_id = server_id.client_id
-        cookies.append(CookieSpec(FPID_COOKIE, server_id.cookie, settings.cookie_max_age_s,
-                                  scope.domain, httponly=True))
-
-    assert state.sender is not None, "the lifespan has not run"
-    pixels: list[str] = []
+    to_set = list(identity.cookies)
+    server_id: str | None = None
+    if server_client_id and analytics_storage and cookie_scope is not None:
+        resolved = resolve_server_client_id(cookies, js_client_id=first.param("cid"), now=now)
+        server_id = resolved.client_id
+        to_set.append(CookieSpec(FPID_COOKIE, resolved.cookie, max_age,
+                                      cookie_scope.domain, httponly=True))
+    events = []
     for hit, meta in zip(hits, metas, strict=True):
-        if server_client_id is not None:
-            hit = _with_client_id(hit, server_client_id)
-        event = Event(
+        if server_id is not None:
+            hit = _with_client_id(hit, server_id)
+        events.append(Event(
             event_name=hit.event_name,
             event_id=meta.event_id,
             event_time=int(now),
@@ -146,57 +214,44 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
             fbp=identity.fbp,
             fbc=identity.fbc,
             visitor_id=identity.visitor_id,
+            cookies=cookies,
+            headers=headers,
             ga4=hit,
-        )
-        result = run_container(
-            state.container, event, default_country=settings.default_country, now=now
-        )
-        for tag_name, reason, detail in result.drops:
-            state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
-        for outbound in result.outbound:
-            state.sender.submit(outbound)
-        pixels.extend(pixel_urls(result.commands))
-
-    headers = {**NO_STORE, **cors}
-    response: Response
-    if batch.richsstsse:
-        response = Response(build_event_stream(pixels), media_type=EVENT_STREAM, headers=headers)
-    else:
-        response = Response(b"", media_type="text/plain", headers=headers)
-    for cookie in cookies:
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=cookie.domain,
-            secure=True,
-            httponly=cookie.httponly,
-            samesite="lax",
-        )
-    return response
+        ))
+    return events, to_set
 
 
 def pixel_urls(commands: Sequence[Mapping[str, Any]]) -> list[str]:
     """The image URLs a gtag page should load for these browser commands: an ``img`` command's
     ``src``; a ``fbq`` ``trackSingle``/``trackSingleCustom`` command as Meta's image pixel
-    (``https://www.facebook.com/tr?id=..&ev=..&eid=..``). Other commands are skipped."""
-    from tagserver.tags.meta import pixel_image_url
+    (``https://www.facebook.com/tr?id=..&ev=..&eid=..``), with ``dpo=LDU&dpoco=..&dpost=..`` when
+    a ``dataProcessingOptions`` command (Limited Data Use) came right before it. Other commands
+    are skipped."""
+    from tagserver.tags.meta import LimitedDataUse, pixel_image_url
 
     urls = []
+    ldu: LimitedDataUse | None = None
     for command in commands:
+        args = command.get("args")
         if command.get("type") == "img" and isinstance(command.get("src"), str):
             urls.append(command["src"])
-        elif command.get("type") == "fbq":
-            args = command.get("args")
+        elif command.get("type") == "fbq" and isinstance(args, list) and args:
+            if args[0] == "dataProcessingOptions" and len(args) == 4:
+                ldu = LimitedDataUse("always", _int(args[2]), _int(args[3]))
+                continue
             if (
-                isinstance(args, list) and len(args) == 5
+                len(args) == 5
                 and args[0] in ("trackSingle", "trackSingleCustom")
                 and isinstance(args[3], dict) and isinstance(args[4], dict)
             ):
                 urls.append(pixel_image_url(str(args[1]), str(args[2]),
-                                            str(args[4].get("eventID", "")), args[3]))
+                                            str(args[4].get("eventID", "")), args[3], ldu=ldu))
+        ldu = None
     return urls
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _with_client_id(hit: GA4Hit, client_id: str) -> GA4Hit:
@@ -211,13 +266,15 @@ def _with_client_id(hit: GA4Hit, client_id: str) -> GA4Hit:
     return dataclasses.replace(hit, event_data=data)
 
 
-def _cookies_with_page_ids(cookies: Mapping[str, str], meta: MetaFromGA4) -> dict[str, str]:
-    """The request's cookies, with the page's own ``ep.fbp``/``ep.fbc`` standing in for a
-    missing or malformed cookie."""
+def _cookies_with_page_ids(
+    cookies: Mapping[str, list[str]], meta: MetaFromGA4
+) -> dict[str, list[str]]:
+    """Every value of the request's cookies (:func:`~tagserver.identity.parse_cookie_header`),
+    with the page's own ``ep.fbp``/``ep.fbc`` standing in when no value is well-formed."""
     merged = dict(cookies)
     for name, value, pattern in (("_fbp", meta.fbp, FBP_RE), ("_fbc", meta.fbc, FBC_RE)):
-        if value and not pattern.match(merged.get(name, "")):
-            merged[name] = value
+        if value and not any(pattern.match(v) for v in merged.get(name, [])):
+            merged[name] = [value]
     return merged
 
 

@@ -62,7 +62,8 @@ class MetaFromGA4:
     fbc: str | None = None
 
 
-def _mint() -> str:
+def mint_event_id() -> str:
+    """A fresh event id (a random UUID)."""
     return str(uuid.uuid4())
 
 
@@ -70,7 +71,7 @@ def ga4_event_id(
     event_data: Mapping[str, Any],
     *,
     event_id_param: str = DEFAULT_EVENT_ID_PARAM,
-    mint: Callable[[], str] = _mint,
+    mint: Callable[[], str] = mint_event_id,
 ) -> tuple[str, EventIdSource]:
     """``(event_id, source)`` by the module's rule. ``event_id_param`` is the event data key (the
     name after ``ep.``); an id that is empty, over 200 characters or not printable is ignored."""
@@ -169,7 +170,7 @@ def meta_from_ga4(
     event_data: Mapping[str, Any],
     *,
     event_id_param: str = DEFAULT_EVENT_ID_PARAM,
-    mint: Callable[[], str] = _mint,
+    mint: Callable[[], str] = mint_event_id,
 ) -> MetaFromGA4:
     """The Meta view of one GA4 event (see the module docstring)."""
     event_id, source = ga4_event_id(event_data, event_id_param=event_id_param, mint=mint)

@@ -166,6 +166,45 @@ def test_image_pixel_command_loads_the_image_with_the_event_id(
     assert session.console_errors == []
 
 
+def test_limited_data_use_runs_before_the_pixel_is_initialised(
+    start_server: StartServer,
+    tls_files: tuple[Path, Path],
+    tmp_path: Path,
+    session: BrowserSession,
+    fake_graph: FakeGraphAPI,
+) -> None:
+    """Meta "Data Processing Options for US Users": ``fbq('dataProcessingOptions', ['LDU'],
+    country, state)`` before ``init``; the client inits a pixel on its first ``trackSingle*``
+    only (a ``dataProcessingOptions`` command names no pixel)."""
+    tags = tmp_path / "tags"
+    tags.mkdir()
+    (tags / "ldu.json").write_text(json.dumps({"tags": [
+        {"name": "shop", "type": "meta", "pixel_id": "11111", "access_token": {"env": "TOKEN"},
+         "limited_data_use": {"mode": "always", "country": 1, "state": 1000}},
+    ]}))
+    shop, _ = start_deployment("subdomain", start_server=start_server, tls=tls_files,
+                               tags_dir=tags, env={"TOKEN": "EAAB-TOKEN-1234567890"})
+    try:
+        page = session.new_page()
+        page.goto(shop.url("/thanks?order=L-1"))
+        wait_for_capi(session, page, fake_graph, 2)  # PageView + Purchase
+        session.pump_until(page, lambda: len(session.pixel.tracked()) >= 2,
+                           what="two trackSingle calls")
+    finally:
+        session.context.close()
+        shop.stop()
+    calls = [args[0] for args in session.pixel.fbq_args()]
+    assert calls[:3] == ["dataProcessingOptions", "init", "trackSingle"]
+    assert calls.count("init") == 1
+    assert session.pixel.fbq_args("dataProcessingOptions")[0] == [
+        "dataProcessingOptions", ["LDU"], 1, 1000]
+    for event in capi_events(fake_graph):
+        assert event["data_processing_options"] == ["LDU"]
+        assert event["data_processing_options_country"] == 1
+        assert event["data_processing_options_state"] == 1000
+    assert session.console_errors == []
+
+
 def test_first_hit_goes_alone_so_concurrent_events_share_one_fbp(
     deployment: Deployment, session: BrowserSession, fake_graph: FakeGraphAPI
 ) -> None:

@@ -32,6 +32,7 @@ ENVIRON = {
     "META_PIXEL_ID": "1234567890",
     "META_ACCESS_TOKEN": "EAAG-unit-token-one",
     "META_ACCESS_TOKEN_2": "EAAG-unit-token-two",
+    "CRM_TOKEN": "crm-unit-token-0123",
 }
 BAD_CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
 
@@ -73,19 +74,23 @@ def test_every_bad_case_is_present() -> None:
 def test_good_folder_loads() -> None:
     container = load_container(GOOD, environ=ENVIRON)
     assert [t.name for t in container.tags] == ["meta-standard", "meta-second-pixel"]
-    first, second = container.tags
+    entry_one, entry_two = container.tags
+    first, second = entry_one.tag, entry_two.tag
     assert isinstance(first, MetaTag) and isinstance(second, MetaTag)
     assert first.pixel_id == "1234567890"
     assert first.access_token.reveal() == "EAAG-unit-token-one"
-    assert first.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    (trigger,) = entry_one.triggers
+    assert trigger.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    assert entry_one.require_consent == ("ad_storage",)
     assert first.api_version == "v25.0"
     assert second.pixel_id == "9876543210"
     assert second.access_token.reveal() == "EAAG-unit-token-two"
-    assert second.events is None
+    (every,) = entry_two.triggers
+    assert every.events is None and every.condition is None
     assert second.browser_mode == "none"
     assert second.api_version == "v26.0"
     assert second.test_event_code == "TEST12345"
-    assert second.require_consent == ("ad_storage", "ad_user_data")
+    assert entry_two.require_consent == ("ad_storage", "ad_user_data")
     assert re.fullmatch(r"[0-9a-f]{12}", container.version)
 
 
@@ -144,9 +149,9 @@ def test_env_set_makes_the_env_case_valid() -> None:
     container = load_container(
         BAD / "env_unset", environ={**ENVIRON, "TAGSERVER_TEST_UNSET_PIXEL": "5555555555"}
     )
-    (meta,) = container.tags
-    assert isinstance(meta, MetaTag)
-    assert meta.pixel_id == "5555555555"
+    (entry,) = container.tags
+    assert isinstance(entry.tag, MetaTag)
+    assert entry.tag.pixel_id == "5555555555"
 
 
 def test_duplicate_names_report_both_files() -> None:
@@ -211,7 +216,7 @@ def test_every_registered_type_has_a_schema_branch() -> None:
 def test_shipped_containers_validate(folder: Path) -> None:
     container = load_container(folder, environ=ENVIRON)
     assert len(container.tags) >= 1
-    (meta,) = [tag for tag in container.tags if isinstance(tag, MetaTag)]
+    (meta,) = [entry.tag for entry in container.tags if isinstance(entry.tag, MetaTag)]
     assert isinstance(meta, MetaTag)
     assert meta.pixel_id == "1234567890"
     assert meta.access_token.reveal() == "EAAG-unit-token-one"

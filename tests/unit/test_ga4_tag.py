@@ -1,4 +1,5 @@
-"""tagserver.tags.ga4, the GA4 delivery channel and the handler's pure helpers."""
+"""tagserver.tags.ga4 (on the container's protocol), the GA4 delivery channel and the handler's
+pure helpers."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ import pytest
 
 from tagserver.clients.ga4 import parse_ga4_request
 from tagserver.consent import Consent
-from tagserver.container.loader import load_container
+from tagserver.container.loader import Container, load_container
+from tagserver.container.runtime import run_scope
+from tagserver.container.scope import Scope
 from tagserver.delivery.channels import GA4Channel
 from tagserver.event import Event
 from tagserver.exceptions import ConfigError, DestinationRejected, DestinationUnavailable
 from tagserver.ga4.handler import _with_client_id, pixel_urls
 from tagserver.tags.ga4 import GA4Destination, GA4Tag
-from tagserver.tags.meta import pixel_image_url
+from tagserver.tags.meta import LimitedDataUse, pixel_image_url
 
 NOW = 1_760_000_000.0
 QUERY = "v=2&tid=G-HIT1&cid=11.22&richsstsse"
@@ -32,22 +35,60 @@ def event(body: bytes = b"", query: str = QUERY + "&en=page_view", **fields: obj
     return Event(**values)  # type: ignore[arg-type]
 
 
-def test_fires_only_for_ga4_events_and_listed_names() -> None:
-    assert GA4Tag("g").fires(event())
-    assert not GA4Tag("g").fires(event(ga4=None))
-    listed = GA4Tag("g", events=frozenset({"purchase"}))
-    assert not listed.fires(event())
-    assert listed.fires(event(query=QUERY + "&en=purchase"))
+def scope(body: bytes = b"", query: str = QUERY + "&en=page_view", **fields: object) -> Scope:
+    return Scope.from_event(event(body, query, **fields))
 
 
-def test_consent_does_not_stop_forwarding() -> None:
+def container(tmp_path: Path, *tags: dict[str, object]) -> Container:
+    (tmp_path / "c.json").write_text(json.dumps({"tags": list(tags)}))
+    return load_container(tmp_path, environ={})
+
+
+def fired(container: Container, scope: Scope) -> list[str]:
+    return run_scope(container, scope, default_country=None, now=NOW).fired
+
+
+def test_fires_only_for_ga4_events_and_listed_names(tmp_path: Path) -> None:
+    # firing is the container's: the tag type takes events of the ga4 client only, and an
+    # events list (GA4 or Meta names alike) narrows it
+    tags = container(tmp_path, {"name": "g", "type": "ga4"},
+                     {"name": "listed", "type": "ga4", "events": ["purchase"]},
+                     {"name": "meta-named", "type": "ga4", "events": ["Purchase"]})
+    assert fired(tags, scope()) == ["g"]
+    assert fired(tags, scope(ga4=None)) == []
+    assert fired(tags, scope(query=QUERY + "&en=purchase")) == ["g", "listed", "meta-named"]
+    explained = run_scope(tags, scope(ga4=None), default_country=None, now=NOW, explain=True)
+    assert dict(explained.not_fired)["g"] == (
+        "ga4 tags take events of the ga4 client only; this one came from collect")
+
+
+def test_conditions_read_the_hits_event_data(tmp_path: Path) -> None:
+    tags = container(tmp_path, {"name": "g", "type": "ga4", "conditions": [
+        {"event": "page_title", "op": "not_contains", "value": "Staging"},
+        {"event": "x-ga-mp2-user_properties.plan", "op": "equals", "value": "pro"}]})
+    assert fired(tags, scope(query=QUERY + "&en=x&dt=Shop&up.plan=pro")) == ["g"]
+    assert fired(tags, scope(query=QUERY + "&en=x&dt=Staging&up.plan=pro")) == []
+    assert fired(tags, scope(query=QUERY + "&en=x&dt=Shop")) == []
+
+
+def test_consent_does_not_stop_forwarding(tmp_path: Path) -> None:
     denied = Consent(ad_storage=False, analytics_storage=False, ad_user_data=False,
                      ad_personalization=False)
-    assert GA4Tag("g").fires(event(consent=denied))
+    assert GA4Tag.default_consent == ()
+    tags = container(tmp_path, {"name": "g", "type": "ga4"},
+                     {"name": "consented", "type": "ga4",
+                      "require_consent": ["analytics_storage"]})
+    assert fired(tags, scope(consent=denied)) == ["g"]
+    assert fired(tags, scope()) == ["g", "consented"]
+
+
+def test_build_without_a_hit_is_a_drop() -> None:
+    result = GA4Tag("g").build(scope(ga4=None), default_country=None, now=NOW)
+    assert result.outbound == [] and result.drops[0][0] == "invalid_event"
 
 
 def test_build_forwards_the_hit_to_its_own_property() -> None:
-    result = GA4Tag("g").build(event(), default_country=None, now=NOW)
+    result = GA4Tag("g").build(scope(), default_country=None, now=NOW)
     assert result.commands == [] and result.drops == []
     (outbound,) = result.outbound
     assert outbound.destination == GA4Destination("G-HIT1")
@@ -60,7 +101,7 @@ def test_build_forwards_the_hit_to_its_own_property() -> None:
 
 def test_build_with_measurement_id_and_redaction() -> None:
     tag = GA4Tag("g", measurement_id="G-OTHER", redact_ip=True)
-    (outbound,) = tag.build(event(), default_country=None, now=NOW).outbound
+    (outbound,) = tag.build(scope(), default_country=None, now=NOW).outbound
     assert outbound.destination == GA4Destination("G-OTHER")
     assert outbound.payload["query"] == "v=2&tid=G-OTHER&cid=11.22&en=page_view&_uip=::"
 
@@ -71,8 +112,8 @@ def test_server_managed_client_id_replaces_cid() -> None:
     hit = _with_client_id(base.ga4, "abc/+=.1700000000")
     assert hit.event_data["client_id"] == "abc/+=.1700000000"
     assert hit.event_data["x-ga-js_client_id"] == "11.22"
-    (outbound,) = GA4Tag("g").build(dataclasses.replace(base, ga4=hit), default_country=None,
-                                    now=NOW).outbound
+    (outbound,) = GA4Tag("g").build(Scope.from_event(dataclasses.replace(base, ga4=hit)),
+                                    default_country=None, now=NOW).outbound
     assert "&cid=abc%2F%2B%3D.1700000000&" in outbound.payload["query"]
     denied = dataclasses.replace(base.ga4, consent=Consent(analytics_storage=False))
     assert _with_client_id(denied, "x.1") is denied
@@ -86,9 +127,12 @@ def test_from_config(tmp_path: Path) -> None:
         {"name": "c", "type": "ga4", "measurement_id": {"env": "GA4_ID"}},
     ]}))
     a, b, c = load_container(tmp_path, environ={"GA4_ID": "G-ENV1"}).tags
-    assert a == GA4Tag("a")
-    assert b == GA4Tag("b", "G-ABC123", True, frozenset({"purchase", "page_view"}))
-    assert c == GA4Tag("c", "G-ENV1")
+    assert a.tag == GA4Tag("a") and a.triggers == ()
+    assert b.tag == GA4Tag("b", "G-ABC123", True)
+    (trigger,) = b.triggers  # the events list is the tag's inline trigger
+    assert trigger.events == frozenset({"Purchase", "PageView"})
+    assert c.tag == GA4Tag("c", "G-ENV1")
+    assert a.require_consent == () and a.clients == frozenset({"ga4"})
     with pytest.raises(ConfigError, match="measurement_id"):
         load_container(tmp_path, environ={"GA4_ID": "UA-1234"})
 
@@ -114,12 +158,12 @@ def test_channel_builds_one_request_per_hit() -> None:
     assert channel.max_batch == 1
     destination = GA4Destination("G-HIT1")
     (outbound,) = GA4Tag("g").build(
-        event(b"en=scroll&epn.percent_scrolled=90"), default_country=None, now=NOW).outbound
+        scope(b"en=scroll&epn.percent_scrolled=90"), default_country=None, now=NOW).outbound
     url, body = channel.build_request(destination, [outbound.payload])
     assert url == "http://127.0.0.1:9/g/collect?v=2&tid=G-HIT1&cid=11.22&en=page_view&_uip=198.51.100.7"
     assert body == b"en=scroll&epn.percent_scrolled=90"
-    assert channel.request_headers(destination, [outbound.payload]) == {
-        "content-type": "text/plain;charset=UTF-8", "user-agent": "UA/1"}
+    assert channel.request_head(destination, [outbound.payload]) == ("POST", {
+        "content-type": "text/plain;charset=UTF-8", "user-agent": "UA/1"})
     assert channel.label(destination) == "ga4:G-HIT1"
 
 
@@ -153,3 +197,16 @@ def test_pixel_urls_from_browser_commands() -> None:
         "https://www.facebook.com/tr?id=222&ev=Lead&eid=l-1",
         pixel_image_url("111", "scroll", "s", {}),
     ]
+
+
+def test_pixel_urls_carry_limited_data_use() -> None:
+    commands = [
+        {"type": "fbq", "args": ["dataProcessingOptions", ["LDU"], 1, 1000]},
+        {"type": "fbq", "args": ["trackSingle", "111", "Lead", {}, {"eventID": "l-1"}]},
+        {"type": "fbq", "args": ["trackSingle", "222", "Lead", {}, {"eventID": "l-1"}]},
+    ]
+    assert pixel_urls(commands) == [
+        pixel_image_url("111", "Lead", "l-1", {}, ldu=LimitedDataUse("always", 1, 1000)),
+        pixel_image_url("222", "Lead", "l-1", {}),
+    ]
+    assert "dpo=LDU&dpoco=1&dpost=1000" in pixel_urls(commands)[0]
