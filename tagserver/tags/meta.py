@@ -93,6 +93,7 @@ class MetaTag:
     custom_data: tuple[tuple[str, Value], ...] = ()
     user_data: tuple[tuple[str, Value], ...] = ()
     limited_data_use: LimitedDataUse | None = None
+    value_locale: str | None = None
 
     default_consent: ClassVar[tuple[ConsentType, ...]] = ("ad_storage",)
     clients: ClassVar[tuple[ClientName, ...] | None] = None
@@ -144,6 +145,7 @@ class MetaTag:
                 if ldu is not None and ldu["mode"] != "off"
                 else None
             ),
+            value_locale=raw.get("value_locale"),
         )
 
     @property
@@ -176,7 +178,7 @@ class MetaTag:
         if not name or not event_id:
             result.drops.append(("invalid_event", "event_name or event_id is missing"))
             return result
-        check = clean_custom_data(self._custom_data(scope))
+        check = clean_custom_data(self._custom_data(scope), value_locale=self.value_locale)
         for field_name, reason in check.dropped:
             result.drops.append(("invalid_field", f"custom_data.{field_name}: {reason}"))
         ldu = self.limited_data_use if (

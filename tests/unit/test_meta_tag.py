@@ -372,3 +372,18 @@ def test_custom_data_of_the_event_is_not_mutated() -> None:
     build(tag(), event)
     assert custom == {"value": "29.90", "currency": "eur", "contents": [{"id": "1", "quantity": 2}]}
     assert dataclasses.asdict(event)["custom_data"] == custom
+
+
+def test_value_locale_of_the_tag_converts_locale_formatted_values() -> None:
+    from tagserver.tags.meta import MetaTag
+
+    plain = MetaTag(name="m", pixel_id="12345", access_token=Secret("t" * 20))
+    german = MetaTag(name="m", pixel_id="12345", access_token=Secret("t" * 20), value_locale="de")
+    event = make_event(custom_data={"value": "1.234,56", "currency": "EUR"})
+    refused = build(plain, event)
+    assert refused.outbound == []  # a Purchase without a usable value is held back
+    reasons = {reason: detail for reason, detail in refused.drops}
+    assert reasons["invalid_field"].startswith("custom_data.value: not a number")
+    assert "missing_purchase_data" in reasons
+    converted = only_capi(build(german, event))
+    assert converted["custom_data"]["value"] == 1234.56
