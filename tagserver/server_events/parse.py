@@ -100,12 +100,14 @@ def parse_server_event(raw: object, *, now: float) -> ServerEvent:
     user = raw.get("user_data") if isinstance(raw.get("user_data"), dict) else {}
     assert isinstance(user, dict)
     user_agent = _text(user.get("client_user_agent"))
+    name, custom = raw.get("event_name"), raw.get("custom_data")
+    if isinstance(name, str) and meta_event_name(name.strip()) == "Purchase":
+        problem = check_purchase(
+            "Purchase", clean_custom_data(custom if isinstance(custom, dict) else {}).data)
+        if problem is not None:
+            errors.append({"field": "custom_data",
+                           "message": problem + " (a number and an ISO 4217 code)"})
     if hit is not None:
-        if meta_event_name(hit.event_name) == "Purchase":
-            problem = check_purchase("Purchase", clean_custom_data(hit.custom_data).data)
-            if problem is not None:
-                errors.append({"field": "custom_data",
-                               "message": problem + " (a number and an ISO 4217 code)"})
         if source == "website" and not (hit.event_source_url and user_agent):
             errors.append({"field": "action_source", "message": "website events need "
                            "event_source_url and user_data.client_user_agent"})
