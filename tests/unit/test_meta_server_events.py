@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
+from tagserver.container.loader import load_container
+from tagserver.container.runtime import run_container
 from tagserver.container.scope import Scope
 from tagserver.event import Event
 from tagserver.secret import Secret
@@ -81,3 +85,20 @@ def test_action_source_is_event_data_for_triggers() -> None:
     assert Scope.from_event(server_event()).data["action_source"] == "physical_store"
     assert Scope.from_event(server_event(action_source="website")).data["action_source"] == \
         "website"
+
+
+def test_a_trigger_selects_on_action_source(tmp_path: Path) -> None:
+    (tmp_path / "store.json").write_text(json.dumps({"tags": [
+        {"name": "store", "type": "meta", "pixel_id": "2222222222", "access_token": {"env": "TOKEN"},
+         "events": ["Purchase"],
+         "conditions": [{"event": "action_source", "op": "equals", "value": "physical_store"}]},
+        {"name": "web", "type": "meta", "pixel_id": "3333333333", "access_token": {"env": "TOKEN"},
+         "conditions": [{"event": "action_source", "op": "equals", "value": "website"}]},
+    ]}))
+    container = load_container(tmp_path, environ={"TOKEN": "EAAG-t"})
+    store = run_container(container, server_event(), default_country=None, now=NOW)
+    assert store.fired == ["store"]
+    assert [o.destination.pixel_id for o in store.outbound] == ["2222222222"]
+    web = run_container(container, server_event(action_source="website"), default_country=None,
+                        now=NOW)
+    assert web.fired == ["web"]
