@@ -54,6 +54,8 @@ from tagserver.identity import (
     resolve_identity,
 )
 from tagserver.logs import AccessLogMiddleware
+from tagserver.server_events.api import handle_api_events
+from tagserver.server_events.store import ServerEventStore
 from tagserver.settings import Settings, load_settings
 from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.http import HttpDestination
@@ -77,6 +79,7 @@ class AppState:
     recorder: RecordingTransport | None
     sender: Sender | None = None
     reloader: ContainerReloader | None = None
+    api_store: ServerEventStore | None = None
 
 
 def create_app(
@@ -106,6 +109,7 @@ def create_app(
         drops=DropCounter(),
         signer=Signer(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
+        api_store=ServerEventStore(settings.keys_path),
     )
     if settings.uses_dev_key:
         log.warning(
@@ -160,6 +164,8 @@ def create_app(
                 await state.reloader.stop()
             await state.sender.stop(timeout=settings.drain_timeout_s)
             await client.aclose()
+            if state.api_store is not None:
+                state.api_store.close()
             log.info(
                 "stopped",
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},
@@ -191,10 +197,15 @@ def create_app(
     async def ga4_set_cookie(request: Request) -> Response:
         return await handle_set_cookie(request, state)
 
+    async def api_events(request: Request) -> Response:
+        assert state.api_store is not None
+        return await handle_api_events(request, state, state.api_store)
+
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
+        Route("/api/events", api_events, methods=["POST"]),  # server-to-server, API keys
         # gtag.js, as to a server-side GTM container: the site's server_container_url may
         # carry a path prefix (REFERENCE §2)
         *(

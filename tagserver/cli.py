@@ -1,4 +1,5 @@
-"""The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``, ``snippet``."""
+"""The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``, ``snippet``, ``keys``,
+``import``."""
 
 from __future__ import annotations
 
@@ -57,7 +58,39 @@ def _parser() -> argparse.ArgumentParser:
     snippet.add_argument(
         "--no-pageview", action="store_true", help="no automatic PageView on load"
     )
+    _add_server_event_commands(sub)
     return parser
+
+
+def _add_server_event_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``keys create|list|revoke`` and ``import`` (server-to-server events)."""
+    keys = sub.add_parser("keys", help="API keys of POST /api/events (file: TAGSERVER_KEYS)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key; prints it once")
+    create.add_argument("name")
+    create.add_argument("--tags", default="", help="comma list of tag names it may feed")
+    create.add_argument("--pixels", default="", help="comma list of Meta pixel ids it may feed")
+    create.add_argument("--all-tags", action="store_true", help="it may feed every tag")
+    keys_sub.add_parser("list", help="list keys (never their secrets)")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("name")
+
+    imp = sub.add_parser("import", help="send offline conversions from a CSV file")
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--action-source", required=True,
+                     choices=("physical_store", "system_generated", "phone_call", "email",
+                              "chat", "other"))
+    imp.add_argument("--map", type=Path, dest="mapping", help="column mapping JSON file")
+    imp.add_argument("--event-name", default="Purchase", help="when no column names it")
+    imp.add_argument("--country", help="ISO country of phone numbers without a country code "
+                     "(default: TAGSERVER_DEFAULT_COUNTRY)")
+    imp.add_argument("--url", default="http://127.0.0.1:8080", help="the running tagserver")
+    imp.add_argument("--key", help="API key (default: TAGSERVER_API_KEY; keeps it out of ps)")
+    imp.add_argument("--batch-size", type=int, default=500, choices=range(1, 1001),
+                     metavar="1..1000")
+    imp.add_argument("--encoding", default="utf-8-sig")
+    imp.add_argument("--dry-run", action="store_true",
+                     help="print the events that would be sent (JSON lines); needs no server")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -75,7 +108,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(host=args.host, port=args.port, once=args.once)
     if args.command == "snippet":
         return _snippet(args)
+    if args.command == "keys":
+        return _keys(args)
+    if args.command == "import":
+        return _import(args)
     return 2
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from tagserver.server_events.keys import KeyStoreError, create_key, list_keys, revoke_key
+    from tagserver.settings import load_settings
+
+    try:
+        path = load_settings(os.environ).keys_path
+    except ConfigError as exc:
+        _print_config_error(exc)
+        return 1
+    try:
+        if args.keys_command == "create":
+            key, plain = create_key(
+                path, args.name, tags=tuple(t.strip() for t in args.tags.split(",") if t.strip()),
+                pixels=tuple(p.strip() for p in args.pixels.split(",") if p.strip()),
+                all_tags=args.all_tags,
+            )
+            print(plain)
+            print(f"key {key.name!r} created in {path} (scope: {key.scope_text}); it is shown "
+                  "only now: store it in the backend's secrets", file=sys.stderr)
+        elif args.keys_command == "list":
+            for key in list_keys(path):
+                state = "revoked" if key.revoked_at is not None else "active"
+                print(f"{key.name}\t{state}\t{key.scope_text}\tcreated {_iso(key.created_at)}")
+        else:
+            key = revoke_key(path, args.name)
+            print(f"key {key.name!r} revoked at {_iso(key.revoked_at or 0)}", file=sys.stderr)
+    except KeyStoreError as exc:
+        print(f"tagserver keys: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _iso(seconds: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _import(args: argparse.Namespace) -> int:
+    from tagserver.server_events.importer import BatchSender, run_import
+
+    country = args.country or os.environ.get("TAGSERVER_DEFAULT_COUNTRY") or None
+    send = None
+    if not args.dry_run:
+        key = args.key or os.environ.get("TAGSERVER_API_KEY")
+        if not key:
+            print("tagserver import: an API key is needed: --key or TAGSERVER_API_KEY "
+                  "(tagserver keys create NAME), or --dry-run", file=sys.stderr)
+            return 2
+        send = BatchSender(args.url, key).send
+    return run_import(
+        args.file, action_source=args.action_source, event_name=args.event_name,
+        mapping_path=args.mapping, default_country=country, dry_run=args.dry_run, send=send,
+        batch_size=args.batch_size, encoding=args.encoding,
+    )
 
 
 def _print_config_error(exc: ConfigError) -> None:

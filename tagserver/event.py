@@ -26,6 +26,8 @@ class Event:
     ``headers`` (names lower case, ``Cookie`` left out) are the request context that triggers and
     variables read; they are read-only and never echoed into a response. ``ga4`` is the GA4 hit
     the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
+    ``action_source`` is Meta's (``website`` for browser hits; ``physical_store``,
+    ``system_generated``, ... for events a shop's backend sends to ``POST /api/events``).
     """
 
     event_name: str
@@ -45,3 +47,4 @@ class Event:
     cookies: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     ga4: GA4Hit | None = None
+    action_source: str = "website"

@@ -5,7 +5,8 @@
     TagserverError
     ├── ConfigError              the operator: bad settings or container (every issue, with its path)
     ├── HitRejected              the browser: a 4xx answer with the JSON error shape of DESIGN.md
-    │   └── PayloadTooLarge      413
+    │   ├── PayloadTooLarge      413
+    │   └── Unauthorized         401: no valid API key (POST /api/events)
     └── DeliveryError            the sender: an outbound request did not succeed
         ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
         └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
@@ -113,3 +114,9 @@ class OriginNotAllowed(HitRejected):
     """A browser request from an origin outside ``TAGSERVER_ALLOWED_ORIGINS``."""
 
     status = 403
+
+
+class Unauthorized(HitRejected):
+    """A server-to-server request without a valid, unrevoked API key (``Authorization: Bearer``)."""
+
+    status = 401

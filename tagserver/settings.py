@@ -71,6 +71,8 @@ class Settings:
     ga4_client_id: str = "js"
     #: The GA4 event parameter (after ``ep.``) that carries the page's event id for Meta.
     ga4_event_id_param: str = "event_id"
+    #: SQLite file of the API keys and idempotency records of ``POST /api/events``.
+    keys_path: Path = Path("tagserver-keys.sqlite3")
 
     @property
     def uses_dev_key(self) -> bool:
@@ -153,6 +155,9 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     dry = read("TAGSERVER_DRY_RUN", _parse_bool, "1/0, true/false, yes/no")
     if dry is not None:
         values["dry_run"] = dry
+    keys_file = read("TAGSERVER_KEYS", Path, "a SQLite file path for the API keys")
+    if keys_file is not None:
+        values["keys_path"] = keys_file
     tags = read("TAGSERVER_TAGS", Path, "a folder of container JSON files")
     if tags is not None:
         values["tags_dir"] = tags

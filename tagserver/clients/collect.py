@@ -147,7 +147,12 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
 
     Raises :class:`HitRejected` with every field error (``{"field", "message"}``).
     """
-    data = decode_json_body(body)
+    return parse_collect_object(decode_json_body(body), now=now)
+
+
+def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> CollectHit:
+    """:func:`parse_collect_body` for an already decoded JSON object (one event of a
+    ``POST /api/events`` batch too). Raises :class:`HitRejected` with every field error."""
     now = time.time() if now is None else now
     errors: list[dict[str, str]] = []
 

@@ -12,6 +12,8 @@ key                  ``collect`` client (``POST /e``)    ``ga4`` client (``/g/co
                                                          parameter), ``purchase-<transaction
                                                          id>``, or a minted one
 ``event_time``       unix seconds                        the receive time, unix seconds
+``action_source``    ``website`` (``POST /api/events``:  ``website``
+                     the backend's, e.g. ``physical_store``)
 ``page_location``    ``event_source_url`` (or Referer)   ``dl`` (or the batch's, or Referer)
 ``page_referrer``    ``referrer_url``                    ``dr``
 ``client_id``        the signed first-party visitor id   ``cid`` (or the server-managed ``FPID``
@@ -60,7 +62,7 @@ ALIASES: dict[str, tuple[str, str]] = {
 }
 
 #: Keys an allow-list transformation always keeps: they identify the event, they are not personal.
-PROTECTED_KEYS = frozenset({"event_name", "event_id", "event_time"})
+PROTECTED_KEYS = frozenset({"event_name", "event_id", "event_time", "action_source"})
 
 Path = tuple[str | int, ...]
 
@@ -78,6 +80,7 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
         "event_name": event.event_name,
         "event_id": event.event_id,
         "event_time": event.event_time,
+        "action_source": event.action_source,
     }
     optional = (
         ("page_location", event.event_source_url),
@@ -103,6 +106,7 @@ def _ga4_event_data(event: Event, hit_data: Mapping[str, Any]) -> dict[str, Any]
     data = dict(hit_data)
     data["event_id"] = event.event_id
     data["event_time"] = event.event_time
+    data["action_source"] = event.action_source
     for key, value in (("page_location", event.event_source_url),
                        ("page_referrer", event.referrer_url),
                        ("ip_override", event.client_ip),

@@ -1,9 +1,11 @@
 """The ``meta`` tag type: Meta Pixel command for the browser + Conversions API event, one event_id.
 
 It reads the (transformed) event data: ``event_name``, ``event_id``, ``event_time``,
-``page_location``, ``page_referrer``, ``user_agent``, ``ip_override``, ``x-fb-ck-fbp``,
-``x-fb-ck-fbc``, ``custom_data`` and ``user_data``; the tag's own ``custom_data`` and ``user_data``
-mappings add to (and override) what the event carries.
+``action_source`` (Meta's; ``website`` when absent: only website events need a page URL and a
+user agent; ``physical_store`` events may be 62 days old), ``page_location``, ``page_referrer``,
+``user_agent``, ``ip_override``, ``x-fb-ck-fbp``, ``x-fb-ck-fbc``, ``custom_data`` and
+``user_data`` (``lead_id`` passed as Meta's int64, never hashed); the tag's own
+``custom_data`` and ``user_data`` mappings add to (and override) what the event carries.
 
 Sources: Meta "Conversions API parameters", "Deduplicate Pixel and server events" (the browser's
 ``eventID`` equals the server ``event_id`` and the event names are the same string), "Customer
@@ -19,15 +21,17 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urlencode
 
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
-from tagserver.meta.capi import CapiEvent, CapiUserData
+from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
 from tagserver.meta.from_ga4 import ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
+    MAX_EVENT_AGE_PHYSICAL_STORE_S,
+    MAX_EVENT_AGE_S,
     check_event_time,
     check_purchase,
     check_website_event,
@@ -45,6 +49,8 @@ DEFAULT_API_VERSION = "v25.0"
 PIXEL_ENDPOINT = "https://www.facebook.com/tr"
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_ID_RE = re.compile(r"[0-9]{5,20}")
+#: Meta's Lead Ads lead id: an int64 of 15 to 17 digits (Meta "Conversion Leads" payload spec).
+LEAD_ID_RE = re.compile(r"[0-9]{15,17}")
 
 
 @dataclass(frozen=True)
@@ -185,11 +191,18 @@ class MetaTag:
             self.limited_data_use is not None and self.limited_data_use.applies(scope)
         ) else None
         result.commands.extend(self.browser_commands(name, event_id, check.data, ldu=ldu))
+        source = _text(data.get("action_source")) or "website"
+        if source not in ACTION_SOURCES:
+            result.drops.append(("invalid_event", f"action_source {source!r} is not Meta's"))
+            return result
+        action_source = cast(ActionSource, source)
         time_number = as_number(data.get("event_time"))
         event_time = int(time_number) if time_number is not None else int(now)
-        too_old = check_event_time(event_time, now=now)
+        too_old = check_event_time(event_time, now=now, action_source=action_source)
         if too_old is not None:
-            result.drops.append((too_old, f"event_time {event_time} is over 7 days old"))
+            days = (MAX_EVENT_AGE_PHYSICAL_STORE_S if action_source == "physical_store"
+                    else MAX_EVENT_AGE_S) // 86400
+            result.drops.append((too_old, f"event_time {event_time} is over {days} days old"))
             return result
         problem = check_purchase(name, check.data)
         if problem is not None:
@@ -197,15 +210,16 @@ class MetaTag:
             return result
         page = _text(data.get("page_location"))
         user_agent = _text(data.get("user_agent"))
-        problem = check_website_event(event_source_url=page, user_agent=user_agent)
-        if problem is not None:
-            result.drops.append(("invalid_event", problem))
-            return result
+        if action_source == "website":
+            problem = check_website_event(event_source_url=page, user_agent=user_agent)
+            if problem is not None:
+                result.drops.append(("invalid_event", problem))
+                return result
         capi: CapiEvent = {
             "event_name": name,
             "event_time": event_time,
             "event_id": event_id,
-            "action_source": "website",
+            "action_source": action_source,
         }
         if page:
             capi["event_source_url"] = page
@@ -265,6 +279,9 @@ class MetaTag:
         if scope.consent.ad_user_data:
             raw = data.get("user_data")
             customer: dict[str, Any] = common_user_data(raw)
+            lead_id = _text(customer.get("lead_id"))
+            if lead_id and LEAD_ID_RE.fullmatch(lead_id):
+                user["lead_id"] = int(lead_id)  # never hashed (REFERENCE §1)
             for key, value in self.user_data:
                 resolved = value.resolve(scope)
                 if resolved is not None:

@@ -57,6 +57,8 @@ __all__ = [
 
 MAX_EVENTS_PER_REQUEST = 1000
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
+#: Meta takes physical_store (offline) events up to 62 days old.
+MAX_STORE_EVENT_AGE_SECONDS = 62 * 24 * 3600
 MAX_FUTURE_SECONDS = 300
 ACTION_SOURCES = frozenset(
     {
@@ -225,7 +227,9 @@ def _validate_event(index: int, event: Any, *, now: float) -> None:
             "Invalid event_time",
             f"event_time must be an integer unix timestamp in seconds, got {event_time!r}",
         )
-    if event_time < now - MAX_EVENT_AGE_SECONDS:
+    max_age = (MAX_STORE_EVENT_AGE_SECONDS if event.get("action_source") == "physical_store"
+               else MAX_EVENT_AGE_SECONDS)
+    if event_time < now - max_age:
         raise _EventInvalid(
             index,
             SUBCODE_TOO_OLD,
