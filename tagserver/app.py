@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gzip
 import hashlib
 import logging
 import os
@@ -184,8 +185,11 @@ def create_app(
             "cache-control": "public, max-age=3600",
             "content-type": "text/javascript; charset=utf-8",
         }
-        if request.headers.get("if-none-match") == script.etag:
+        headers["vary"] = "Accept-Encoding"
+        if etag_matches(request.headers.get("if-none-match"), script.etag):
             return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            return Response(script.gzipped, headers={**headers, "content-encoding": "gzip"})
         return Response(script.body, headers=headers)
 
     async def collect(request: Request) -> Response:
@@ -238,6 +242,17 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 class _Script:
     body: bytes
     etag: str
+    gzipped: bytes
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison for ``If-None-Match``: a list, ``W/`` prefixes and ``*``."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+    return etag in tags
 
 
 #: In t.js the collect path follows this marker, relative to the script's own URL.
@@ -251,7 +266,8 @@ def load_script(*, script_path: str, collect_path: str) -> _Script:
     relative = posixpath.relpath(collect_path, posixpath.dirname(script_path))
     # settings allow only [A-Za-z0-9._~/-] in paths: nothing to escape inside the quotes
     body = body.replace(COLLECT_MARKER, b"/*collect*/'" + relative.encode("ascii") + b"'")
-    return _Script(body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    return _Script(body, etag, gzip.compress(body, compresslevel=9, mtime=0))
 
 
 async def handle_collect(request: Request, state: AppState) -> Response:

@@ -10,6 +10,7 @@ browser's Pixel call next to the Conversions API payload.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
@@ -61,6 +62,8 @@ def example_tags_dir() -> Path:
 
 def run_demo(*, host: str, port: int, once: bool) -> int:
     """Run the demo until Ctrl-C (or right after the sample hit with ``once``); exit status."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # the tour shows up at once, even in a file
     environ = dict(os.environ)
     environ.setdefault("META_PIXEL_ID", DEMO_PIXEL_ID)
     environ.setdefault("META_ACCESS_TOKEN", DEMO_TOKEN)

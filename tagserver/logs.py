@@ -22,9 +22,13 @@ _STANDARD = frozenset(
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _TOKEN_RE = re.compile(r"\bEAA[A-Za-z0-9_-]{8,}")
-#: International numbers (``+44 7700 900123``) and digit groups split by spaces or dashes
-#: (``07700 900123``, ``650-555-1212``); JSON numbers never hold spaces or dashes.
-_PHONE_RE = re.compile(r"\+\d[\d ().-]{5,}\d|\(?\b\d{2,5}\)?[ -]\d{3,}(?:[ -]\d{2,})*")
+#: International numbers (``+44 7700 900123``) and national digit groups split by spaces
+#: (``07700 900123``). Dash-joined digits are left alone: they are how ids, dates and UUIDs look
+#: (``purchase-2024-100234``), and a masked id cannot be traced.
+_PHONE_RE = re.compile(
+    r"\+\d[\d ().-]{5,}\d"  # international: +44 7700 900123, +1 (650) 555-1212
+    r"|(?<![\w-])\(?\d{2,5}\)?[ ]\d{3,}(?:[ ]\d{2,})*"  # national, groups split by spaces
+)
 
 
 def redact(text: str) -> str:

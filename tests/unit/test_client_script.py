@@ -105,3 +105,23 @@ def test_client_defines_one_global_and_no_build_syntax() -> None:
     assert text.rstrip().endswith("})(window, document, 'tagserver');")
     for modern_only in ("import ", "export ", "require("):
         assert modern_only not in text
+
+
+def test_client_is_sent_gzipped_under_3_kb_to_browsers_that_accept_it(client: Client) -> None:
+    zipped = client.get("/t.js", headers={"Accept-Encoding": "gzip, deflate, br"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert int(zipped.headers["content-length"]) < MAX_GZIPPED_BYTES
+    assert zipped.content == SOURCE.read_bytes()  # httpx decodes it back
+    assert "Accept-Encoding" in zipped.headers["vary"]
+    plain = client.get("/t.js", headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert plain.content == SOURCE.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "if_none_match", ["W/{etag}", '"x", {etag}', "*", ' W/{etag} , "y"']
+)
+def test_revalidation_accepts_weak_and_listed_etags(client: Client, if_none_match: str) -> None:
+    etag = client.get("/t.js").headers["etag"]
+    again = client.get("/t.js", headers={"If-None-Match": if_none_match.format(etag=etag)})
+    assert again.status_code == 304
