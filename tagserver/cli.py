@@ -57,6 +57,13 @@ def _parser() -> argparse.ArgumentParser:
     snippet.add_argument(
         "--no-pageview", action="store_true", help="no automatic PageView on load"
     )
+    sign = sub.add_parser(
+        "sign", help="sign a purchase token (keys: TAGSERVER_PURCHASE_TOKEN_KEYS, first signs)"
+    )
+    sign.add_argument("--order-id", required=True)
+    sign.add_argument("--value", required=True, help="the order value, e.g. 59.90")
+    sign.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+    sign.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
     return parser
 
 
@@ -75,7 +82,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_demo(host=args.host, port=args.port, once=args.once)
     if args.command == "snippet":
         return _snippet(args)
+    if args.command == "sign":
+        return _sign(args)
     return 2
+
+
+def _sign(args: argparse.Namespace) -> int:
+    """Print a signed purchase token (docs/SECURITY.md); exit 1 without keys or a bad value."""
+    from tagserver.purchase_token import sign_purchase
+    from tagserver.settings import load_settings
+
+    try:
+        keys = [k.reveal() for k in load_settings(os.environ).purchase_token_keys]
+        token = sign_purchase(keys, order_id=args.order_id, value=args.value,
+                              currency=args.currency, expires_in=args.expires_in)
+    except (ConfigError, ValueError) as exc:
+        print(f"tagserver sign: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
 
 
 def _print_config_error(exc: ConfigError) -> None:

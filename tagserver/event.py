@@ -26,6 +26,7 @@ class Event:
     ``headers`` (names lower case, ``Cookie`` left out) are the request context that triggers and
     variables read; they are read-only and never echoed into a response. ``ga4`` is the GA4 hit
     the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
+    ``purchase_token`` is the event data key ``x-ts-purchase-token``.
     """
 
     event_name: str
@@ -45,3 +46,6 @@ class Event:
     cookies: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     ga4: GA4Hit | None = None
+    #: The purchase token check (:mod:`tagserver.purchase_token`): ``"valid"``, the reason it
+    #: failed, or ``None`` when the event is no purchase.
+    purchase_token: str | None = None
