@@ -11,7 +11,7 @@ import posixpath
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 
 import httpx
@@ -22,8 +22,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from tagserver.bots import is_bot
 from tagserver.clients.collect import parse_collect_body
 from tagserver.clients.context import (
+    check_rate_limits,
     context_cookies,
     context_headers,
     run_event,
@@ -54,6 +56,7 @@ from tagserver.identity import (
     resolve_cookie_scope,
     resolve_identity,
 )
+from tagserver.limits import LimitsMiddleware, RateLimits
 from tagserver.logs import AccessLogMiddleware
 from tagserver.server_events.api import handle_api_events
 from tagserver.server_events.store import ServerEventStore
@@ -81,6 +84,7 @@ class AppState:
     sender: Sender | None = None
     reloader: ContainerReloader | None = None
     api_store: ServerEventStore | None = None
+    limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
 
 
 def create_app(
@@ -111,7 +115,10 @@ def create_app(
         signer=Signer(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
         api_store=ServerEventStore(settings.keys_path),
+        limits=RateLimits(per_ip=settings.rate_limit_ip, per_visitor=settings.rate_limit_visitor),
     )
+    if settings.block_bots:
+        is_bot("")  # compiles the crawler patterns now, not on the first hit
     if settings.uses_dev_key:
         log.warning(
             "TAGSERVER_SECRET_KEY is not set: using the public development key; "
@@ -123,7 +130,10 @@ def create_app(
         client = httpx.AsyncClient(
             transport=recorder or transport,
             timeout=httpx.Timeout(settings.outbound_timeout_s),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(
+                max_connections=settings.outbound_max_connections,
+                max_keepalive_connections=max(1, settings.outbound_max_connections // 2),
+            ),
         )
         policy = RetryPolicy(
             settings.retry_base_delay_s, settings.retry_max_delay_s, settings.retry_max_attempts
@@ -226,6 +236,12 @@ def create_app(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )
     app.state.tagserver = state
+    app.add_middleware(
+        LimitsMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        max_query_bytes=settings.max_query_bytes,
+        max_concurrency=settings.max_concurrency,
+    )
     app.add_middleware(AccessLogMiddleware)
     return app
 
@@ -288,6 +304,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
             return Response(status_code=204, headers=preflight_headers(origin))
+        check_rate_limits(request, state)
         check_body_type(request)
         body = await read_body(request, limit=settings.max_body_bytes)
         now = time.time()

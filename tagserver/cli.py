@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         "--no-pageview", action="store_true", help="no automatic PageView on load"
     )
     _add_server_event_commands(sub)
+    sign = sub.add_parser(
+        "sign", help="sign a purchase token (keys: TAGSERVER_PURCHASE_TOKEN_KEYS, first signs)"
+    )
+    sign.add_argument("--order-id", required=True)
+    sign.add_argument("--value", required=True, help="the order value, e.g. 59.90")
+    sign.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+    sign.add_argument("--expires-in", type=int, default=3600, help="seconds (default 3600)")
     return parser
 
 
@@ -124,6 +131,8 @@ def _run(args: argparse.Namespace) -> int:
         return _keys(args)
     if args.command == "import":
         return _import(args)
+    if args.command == "sign":
+        return _sign(args)
     return 2
 
 
@@ -182,6 +191,22 @@ def _import(args: argparse.Namespace) -> int:
         mapping_path=args.mapping, default_country=country, dry_run=args.dry_run, send=send,
         batch_size=args.batch_size, encoding=args.encoding,
     )
+
+
+def _sign(args: argparse.Namespace) -> int:
+    """Print a signed purchase token (docs/SECURITY.md); exit 1 without keys or a bad value."""
+    from tagserver.purchase_token import sign_purchase
+    from tagserver.settings import load_settings
+
+    try:
+        keys = [k.reveal() for k in load_settings(os.environ).purchase_token_keys]
+        token = sign_purchase(keys, order_id=args.order_id, value=args.value,
+                              currency=args.currency, expires_in=args.expires_in)
+    except (ConfigError, ValueError) as exc:
+        print(f"tagserver sign: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
 
 
 def _print_config_error(exc: ConfigError) -> None:

@@ -28,6 +28,7 @@ class Event:
     the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
     ``action_source`` is Meta's (``website`` for browser hits; ``physical_store``,
     ``system_generated``, ... for events a shop's backend sends to ``POST /api/events``).
+    ``purchase_token`` is the event data key ``x-ts-purchase-token``.
     """
 
     event_name: str
@@ -48,3 +49,6 @@ class Event:
     headers: Mapping[str, str] = field(default_factory=dict)
     ga4: GA4Hit | None = None
     action_source: str = "website"
+    #: The purchase token check (:mod:`tagserver.purchase_token`): ``"valid"``, the reason it
+    #: failed, or ``None`` when the event is no purchase.
+    purchase_token: str | None = None

@@ -75,6 +75,24 @@ def configure_logging(level: str) -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
+_GA4_ROUTES = ("/g/collect", "/_/set_cookie", "/_/service_worker/")
+
+
+def loggable_path(path: str, status: int) -> str:
+    """The request path as the access log may show it: a path no route matched (404) could be
+    anything the client typed (an e-mail, a name), so it is not shown; the free prefix of a GA4
+    route is shown as ``/{prefix}``."""
+    if status == 404:
+        return "(not found)"
+    for route in _GA4_ROUTES:
+        at = path.find(route)
+        if at > 0:
+            return "/{prefix}" + (route if route.endswith("/") else path[at:])[:100]
+        if at == 0 and route.endswith("/"):
+            return route
+    return path[:200]
+
+
 class AccessLogMiddleware:
     """ASGI middleware logging one ``tagserver.access`` line per HTTP request (no query string,
     which may carry personal data)."""
@@ -104,7 +122,7 @@ class AccessLogMiddleware:
                     "request",
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"][:200],
+                        "path": loggable_path(scope["path"], status),
                         "status": status,
                         "ms": round((time.perf_counter() - start) * 1000, 2),
                     },

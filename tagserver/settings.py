@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "info"
     dry_run: bool = False
     tags_dir: Path = Path("tags")
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 32 * 1024
     cookie_max_age_s: int = 90 * 24 * 3600
     flush_interval_s: float = 1.0
     outbound_timeout_s: float = 5.0
@@ -73,6 +73,19 @@ class Settings:
     ga4_event_id_param: str = "event_id"
     #: SQLite file of the API keys and idempotency records of ``POST /api/events``.
     keys_path: Path = Path("tagserver-keys.sqlite3")
+    # abuse limits and privacy (docs/SECURITY.md); a rate limit of 0 is off
+    max_header_bytes: int = 16 * 1024
+    max_query_bytes: int = 32 * 1024  # a backstop: the GA4 client refuses over 16 KiB with 400
+    rate_limit_ip: int = 600  # hits per minute per trusted client IP
+    rate_limit_visitor: int = 120  # hits per minute per visitor id
+    max_concurrency: int = 256  # requests in flight per process
+    outbound_max_connections: int = 20
+    #: ``Sec-GPC: 1``: ``ldu`` (Meta Limited Data Use), ``suppress`` (no ad tag fires), ``off``.
+    gpc: str = "ldu"
+    #: Known crawlers (crawler-user-agents list) are kept away from ad destinations.
+    block_bots: bool = True
+    #: Keys that verify signed purchase tokens, newest first (``tagserver sign`` uses the first).
+    purchase_token_keys: tuple[Secret, ...] = ()
 
     @property
     def uses_dev_key(self) -> bool:
@@ -175,7 +188,28 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     if param is not None:
         values["ga4_event_id_param"] = param
 
+    gpc = read("TAGSERVER_GPC", _parse_gpc, "ldu, suppress or off")
+    if gpc is not None:
+        values["gpc"] = gpc
+    bots = read("TAGSERVER_BLOCK_BOTS", _parse_bool, "1/0, true/false, yes/no")
+    if bots is not None:
+        values["block_bots"] = bots
+    token_keys = read("TAGSERVER_PURCHASE_TOKEN_KEYS", _split, "a comma list of keys, newest first")
+    if token_keys:
+        if any(len(k) < 16 for k in token_keys):
+            issues.append(ConfigIssue("environment", "TAGSERVER_PURCHASE_TOKEN_KEYS",
+                                      "a key is shorter than 16 characters"))
+        values["purchase_token_keys"] = tuple(Secret(k) for k in token_keys)
+
     numbers: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+        ("TAGSERVER_MAX_HEADER_BYTES", "max_header_bytes", _positive_int, "a number of bytes"),
+        ("TAGSERVER_MAX_QUERY_BYTES", "max_query_bytes", _positive_int, "a number of bytes"),
+        ("TAGSERVER_RATE_LIMIT_IP", "rate_limit_ip", _non_negative_int, "hits a minute; 0 = off"),
+        ("TAGSERVER_RATE_LIMIT_VISITOR", "rate_limit_visitor", _non_negative_int,
+         "hits a minute; 0 = off"),
+        ("TAGSERVER_MAX_CONCURRENCY", "max_concurrency", _positive_int, "a whole number"),
+        ("TAGSERVER_OUTBOUND_MAX_CONNECTIONS", "outbound_max_connections", _positive_int,
+         "a whole number"),
         ("TAGSERVER_MAX_BODY_BYTES", "max_body_bytes", _positive_int, "a whole number of bytes"),
         (
             "TAGSERVER_COOKIE_MAX_AGE",
@@ -321,3 +355,17 @@ def _non_negative_float(raw: str) -> float:
     if not number >= 0 or number == float("inf"):
         raise ValueError(f"{raw!r} is not a number of seconds")
     return number
+
+
+def _non_negative_int(raw: str) -> int:
+    number = int(raw)
+    if number < 0:
+        raise ValueError(f"{raw!r} is negative")
+    return number
+
+
+def _parse_gpc(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in ("ldu", "suppress", "off"):
+        raise ValueError(f"{raw!r} is not a GPC mode")
+    return mode

@@ -61,6 +61,9 @@ ALIASES: dict[str, tuple[str, str]] = {
     "items": ("custom_data", "contents"),
 }
 
+#: The purchase token check of the event (``valid`` or why not); see :mod:`tagserver.purchase_token`.
+PURCHASE_TOKEN_KEY = "x-ts-purchase-token"
+
 #: Keys an allow-list transformation always keeps: they identify the event, they are not personal.
 PROTECTED_KEYS = frozenset({"event_name", "event_id", "event_time", "action_source"})
 
@@ -96,6 +99,8 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
             data[key] = value
     data["custom_data"] = dict(event.custom_data)
     data["user_data"] = dict(event.user_data)
+    if event.purchase_token is not None:
+        data[PURCHASE_TOKEN_KEY] = event.purchase_token
     return add_aliases(data)
 
 
@@ -122,6 +127,9 @@ def _ga4_event_data(event: Event, hit_data: Mapping[str, Any]) -> dict[str, Any]
     if isinstance(user_data, dict):
         data["user_data"] = dict(user_data)
     data["custom_data"] = dict(event.custom_data)
+    data.pop("purchase_token", None)
+    if event.purchase_token is not None:
+        data[PURCHASE_TOKEN_KEY] = event.purchase_token
     return data
 
 

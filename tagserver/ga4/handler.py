@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from tagserver.clients.context import (
+    check_rate_limits,
     context_cookies,
     context_headers,
     run_event,
@@ -97,6 +98,7 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
     client_ip = visitor_ip(request, state)
     user_agent = request.headers.get("user-agent") or None
     try:
+        check_rate_limits(request, state)
         body = b""
         if request.method == "POST":
             body = await read_body(request, limit=settings.max_body_bytes)

@@ -17,6 +17,7 @@ the image pixel in the browser).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urlencode
 
+from tagserver.container.event_data import PURCHASE_TOKEN_KEY
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
@@ -100,6 +102,13 @@ class MetaTag:
     user_data: tuple[tuple[str, Value], ...] = ()
     limited_data_use: LimitedDataUse | None = None
     value_locale: str | None = None
+    #: Send a Purchase only with a valid signed purchase token (:mod:`tagserver.purchase_token`).
+    require_purchase_token: bool = False
+    #: ``none``; ``truncate`` (IPv4 /24, IPv6 /48); ``drop`` (no IP to Meta).
+    redact_ip: Literal["none", "truncate", "drop"] = "none"
+    #: ``full``; ``trim`` (product tokens only, no comments). Meta requires a User-Agent for
+    #: website events: it is never dropped.
+    user_agent_mode: Literal["full", "trim"] = "full"
 
     default_consent: ClassVar[tuple[ConsentType, ...]] = ("ad_storage",)
     clients: ClassVar[tuple[ClientName, ...] | None] = None
@@ -134,7 +143,8 @@ class MetaTag:
             if event_name.secret:
                 ctx.problem(f"{path}.event_name", "a secret may not be sent to Meta",
                             "secrets may be used in http tag url, headers and body only")
-        ldu = raw.get("limited_data_use")
+        # no setting: Limited Data Use for requests with Sec-GPC: 1 (CCPA regs §7025)
+        ldu = raw.get("limited_data_use", {"mode": "gpc"})
         return MetaTag(
             name=raw["name"],
             pixel_id=pixel_id,
@@ -152,6 +162,9 @@ class MetaTag:
                 else None
             ),
             value_locale=raw.get("value_locale"),
+            require_purchase_token=bool(raw.get("require_purchase_token", False)),
+            redact_ip=raw.get("redact_ip", "none"),
+            user_agent_mode=raw.get("user_agent", "full"),
         )
 
     @property
@@ -184,7 +197,17 @@ class MetaTag:
         if not name or not event_id:
             result.drops.append(("invalid_event", "event_name or event_id is missing"))
             return result
-        check = clean_custom_data(self._custom_data(scope), value_locale=self.value_locale)
+        if self.require_purchase_token and name == "Purchase":
+            verdict = data.get(PURCHASE_TOKEN_KEY)
+            if verdict != "valid":
+                result.drops.append(
+                    ("invalid_purchase_token", f"purchase token: {verdict or 'missing'}")
+                )
+                return result
+        custom_data = self._custom_data(scope)
+        if "purchase_token" in custom_data:  # never forwarded
+            custom_data = {k: v for k, v in custom_data.items() if k != "purchase_token"}
+        check = clean_custom_data(custom_data, value_locale=self.value_locale)
         for field_name, reason in check.dropped:
             result.drops.append(("invalid_field", f"custom_data.{field_name}: {reason}"))
         ldu = self.limited_data_use if (
@@ -265,9 +288,10 @@ class MetaTag:
         left out when ``ad_user_data`` is denied."""
         data = scope.data
         user: CapiUserData = {}
-        ip = _text(data.get("ip_override"))
+        ip = redact_ip(_text(data.get("ip_override")), self.redact_ip)
         if ip:
             user["client_ip_address"] = ip
+        user_agent = trim_user_agent(user_agent, self.user_agent_mode)
         if user_agent:
             user["client_user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
         fbp = _text(data.get("x-fb-ck-fbp"))
@@ -365,6 +389,32 @@ def common_user_data(raw: object) -> dict[str, Any]:
         customer.setdefault(key, value)
     customer.pop("address", None)
     return customer
+
+
+def redact_ip(ip: str | None, mode: str) -> str | None:
+    """``ip`` as ``mode`` allows: ``none`` as is, ``truncate`` to its network (IPv4 /24 →
+    ``a.b.c.0``, IPv6 /48), ``drop`` → ``None``."""
+    if ip is None or mode == "none":
+        return ip
+    if mode == "drop":
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+_UA_COMMENT = re.compile(r"\s*\([^)]*\)")
+
+
+def trim_user_agent(user_agent: str | None, mode: str) -> str | None:
+    """``full`` as is; ``trim`` without its comments (``(X11; Linux x86_64)``: device and OS
+    details), product tokens kept."""
+    if user_agent is None or mode == "full":
+        return user_agent
+    return _UA_COMMENT.sub("", user_agent).strip() or user_agent
 
 
 def _text(value: object) -> str | None:

@@ -68,6 +68,11 @@ def default_env(*, graph_url: str, outbox: Path) -> dict[str, str]:
         "TAGSERVER_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "TAGSERVER_OUTBOX": str(outbox),
         "PYTHONUNBUFFERED": "1",
+        # httpx and headless Chromium are crawlers by their User-Agent; tests/security covers bots
+        "TAGSERVER_BLOCK_BOTS": "0",
+        # every test request comes from 127.0.0.1: load tests would hit the per-IP rate limit
+        "TAGSERVER_RATE_LIMIT_IP": "0",
+        "TAGSERVER_RATE_LIMIT_VISITOR": "0",
     }
 
 
