@@ -33,7 +33,9 @@ PAGE_LOCATION = "{{event.page_location}}"
 class Variable:
     """A compiled variable; :meth:`compute` never raises for any event data. ``uses_data`` is
     false when the value depends on the request context only (cookies, headers, constants):
-    then one value serves every transformed view of the event."""
+    then one value serves every transformed view of the event. ``secret`` is true when any value
+    it is composed of (input, URL, table entry, default) depends on a secret: the leak checks
+    (Meta parameters, conditions, augment) rely on it."""
 
     __slots__ = ("name", "kind", "secret", "default", "uses_data")
 
@@ -49,7 +51,7 @@ class Variable:
         self.name = name
         self.kind = kind
         self.default = default
-        self.secret = secret
+        self.secret = secret or (default is not None and default.secret)
         self.uses_data = uses_data or (default is not None and default.uses_data)
 
     def compute(self, scope: Scope) -> Any:
