@@ -9,12 +9,12 @@ variable types ("Event Data", "Cookie Value", "Request Header", "Query Parameter
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from tagserver.container.event_data import Path, lookup, parse_path
+from tagserver.container.regex import RE2_HINT, ContainerPattern
 from tagserver.container.scope import query_params
 from tagserver.container.values import CompileContext, Const, Value, as_text, compile_value
 from tagserver.secret import Secret
@@ -180,7 +180,7 @@ class RegexVariable(Variable):
         self,
         name: str,
         input_value: Value,
-        pattern: re.Pattern[str],
+        pattern: ContainerPattern,
         group: int | str,
         *,
         default: Value | None,
@@ -317,14 +317,11 @@ def compile_variable(
 
 def compile_regex(
     pattern: str, ctx: CompileContext, *, path: str, ignore_case: bool = False
-) -> re.Pattern[str] | None:
-    """``re.compile`` with the error recorded as a problem (Python ``re`` syntax)."""
+) -> ContainerPattern | None:
+    """An RE2 pattern (:mod:`tagserver.container.regex`), or ``None`` after recording why it
+    does not compile."""
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        ctx.problem(
-            path,
-            f"the regular expression does not compile: {exc}",
-            "Python re syntax; escape literal dots and brackets with a backslash",
-        )
+        return ContainerPattern(pattern, ignore_case=ignore_case)
+    except ValueError as exc:
+        ctx.problem(path, f"the regular expression does not compile: {exc}", RE2_HINT)
         return None
