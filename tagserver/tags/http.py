@@ -3,9 +3,9 @@
 One request per firing event: ``method`` (default POST), ``url``, ``headers`` and an optional JSON
 ``body``, all templates over variables and event data (``{{crm_token}}``, ``{{event.value}}``).
 Values inserted into the URL are percent-encoded, except a reference that starts it (a base URL
-from a variable, e.g. a secret webhook URL); header values lose CR, LF and NUL. The request is
-built here and sent by :class:`tagserver.delivery.channels.HttpChannel` (no batching; 2xx ok,
-429/5xx/network retried, other 4xx permanent).
+from a variable, e.g. a secret webhook URL); header values lose CR, LF and NUL and are sent as
+UTF-8. The request is built here and sent by :class:`tagserver.delivery.channels.HttpChannel`
+(no batching; 2xx ok, 429/5xx/network retried, other 4xx permanent).
 """
 
 from __future__ import annotations

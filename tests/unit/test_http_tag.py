@@ -178,3 +178,18 @@ def test_sender_retries_5xx_and_drops_4xx() -> None:
     assert delivered == 1
     assert drops == {"http:crm/rejected": 1}
     assert len(requests) == 3
+
+
+def test_non_ascii_header_values_go_out_as_utf8(tmp_path: Path) -> None:
+    payload = build_one(
+        tmp_path,
+        http_tag(headers={"X-Note": "{{event.custom_data.note}}", "X-Plain": "ok"}),
+        data={"custom_data": {"note": "Jürgen € 東京"}},
+    )
+    assert payload["headers"]["X-Note"] == "Jürgen € 東京"
+    requests, drops, delivered = deliver(lambda r: httpx.Response(200), [payload])
+    assert delivered == 1 and drops == {}
+    (request,) = requests
+    raw = dict(request.headers.raw)
+    assert raw[b"X-Note"] == "Jürgen € 東京".encode()
+    assert raw[b"X-Plain"] == b"ok"
