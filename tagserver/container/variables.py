@@ -35,9 +35,11 @@ class Variable:
     false when the value depends on the request context only (cookies, headers, constants):
     then one value serves every transformed view of the event. ``secret`` is true when any value
     it is composed of (input, URL, table entry, default) depends on a secret: the leak checks
-    (Meta parameters, conditions, augment) rely on it."""
+    (Meta parameters, conditions, augment) rely on it. ``visitor`` is true when the visitor
+    controls any of them (event data, cookies, headers, query parameters): such a value may not
+    choose the host of a webhook URL."""
 
-    __slots__ = ("name", "kind", "secret", "default", "uses_data")
+    __slots__ = ("name", "kind", "secret", "default", "uses_data", "visitor")
 
     def __init__(
         self,
@@ -47,12 +49,14 @@ class Variable:
         default: Value | None = None,
         secret: bool = False,
         uses_data: bool = False,
+        visitor: bool = False,
     ) -> None:
         self.name = name
         self.kind = kind
         self.default = default
         self.secret = secret or (default is not None and default.secret)
         self.uses_data = uses_data or (default is not None and default.uses_data)
+        self.visitor = visitor or self.uses_data or (default is not None and default.visitor)
 
     def compute(self, scope: Scope) -> Any:
         value = self.get(scope)
@@ -82,7 +86,7 @@ class CookieVariable(Variable):
     __slots__ = ("cookie",)
 
     def __init__(self, name: str, cookie: str, *, default: Value | None) -> None:
-        super().__init__(name, "cookie", default=default)
+        super().__init__(name, "cookie", default=default, visitor=True)
         self.cookie = cookie
 
     def get(self, scope: Scope) -> Any:
@@ -93,7 +97,7 @@ class HeaderVariable(Variable):
     __slots__ = ("header",)
 
     def __init__(self, name: str, header: str, *, default: Value | None) -> None:
-        super().__init__(name, "header", default=default)
+        super().__init__(name, "header", default=default, visitor=True)
         self.header = header.lower()
 
     def get(self, scope: Scope) -> Any:
@@ -107,7 +111,8 @@ class QueryVariable(Variable):
 
     def __init__(self, name: str, param: str, url: Value | None, *, default: Value | None) -> None:
         super().__init__(name, "query", default=default, secret=bool(url and url.secret),
-                         uses_data=url is None or url.uses_data)
+                         uses_data=url is None or url.uses_data,
+                         visitor=url is None or url.visitor)
         self.param = param
         self.url = url
 
@@ -158,7 +163,9 @@ class LookupVariable(Variable):
     ) -> None:
         secret = input_value.secret or any(v.secret for v in table.values())
         uses_data = input_value.uses_data or any(v.uses_data for v in table.values())
-        super().__init__(name, "lookup", default=default, secret=secret, uses_data=uses_data)
+        visitor = input_value.visitor or any(v.visitor for v in table.values())
+        super().__init__(name, "lookup", default=default, secret=secret, uses_data=uses_data,
+                         visitor=visitor)
         self.input = input_value
         self.ignore_case = ignore_case
         self.table = {k.casefold(): v for k, v in table.items()} if ignore_case else dict(table)
@@ -186,7 +193,7 @@ class RegexVariable(Variable):
         default: Value | None,
     ) -> None:
         super().__init__(name, "regex", default=default, secret=input_value.secret,
-                         uses_data=input_value.uses_data)
+                         uses_data=input_value.uses_data, visitor=input_value.visitor)
         self.input = input_value
         self.pattern = pattern
         self.group = group
@@ -209,7 +216,7 @@ class UrlVariable(Variable):
         self, name: str, input_value: Value, part: UrlPart, *, default: Value | None
     ) -> None:
         super().__init__(name, "url", default=default, secret=input_value.secret,
-                         uses_data=input_value.uses_data)
+                         uses_data=input_value.uses_data, visitor=input_value.visitor)
         self.input = input_value
         self.part = part
 
