@@ -292,3 +292,46 @@ def test_cli_validate_missing_variables_exits_1() -> None:
     proc = run_validate(SHIPPED_TAGS, {})
     assert proc.returncode == 1
     assert "META_PIXEL_ID" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# strict JSON
+
+
+def test_duplicate_keys_are_an_error_naming_key_and_path(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = json.dumps({"name": "m", "type": "meta", "pixel_id": "1234567890",
+                      "access_token": {"env": "META_ACCESS_TOKEN"}})
+    text = (f'{{"tags": [{tag[:-1]}, "events": ["Lead"], "events": ["Purchase"]}}],'
+            f' "tags": []}}')
+    (folder / "dup.json").write_text(text, "utf-8")
+    exc = config_error(folder)
+    found = {(Path(i.where).name, i.path, i.message) for i in exc.issues}
+    assert ("dup.json", "$.tags", "duplicate key 'tags' in one object") in found
+    # the inner duplicate was in the list the second "tags" replaced; a kept one is found too
+    (folder / "dup.json").write_text(f'{{"tags": [{tag[:-1]}, "events": ["Lead"], '
+                                     f'"events": ["Purchase"]}}]}}', "utf-8")
+    exc = config_error(folder)
+    (issue,) = exc.issues
+    assert (issue.path, issue.message) == ("$.tags[0].events", "duplicate key 'events' in one "
+                                                               "object")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused(tmp_path: Path, constant: str) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    text = '{"variables": {"v": {"type": "constant", "value": VALUE}}, "tags": []}'
+    (folder / "nan.json").write_text(text.replace("VALUE", constant), "utf-8")
+    exc = config_error(folder)
+    (issue,) = exc.issues
+    assert issue.path == "$" and issue.message == f"not JSON: {constant} is not a JSON number"
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    shutil.copytree(GOOD, folder)
+    path = folder / "meta.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_container(folder, environ=ENVIRON).tags) == 2
