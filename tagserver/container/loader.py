@@ -191,8 +191,8 @@ def read_container_files(
         except RecursionError:
             issues.append(ConfigIssue(where, "$", "not JSON: nested too deeply"))
             continue
-        for path, key in duplicates:
-            issues.append(ConfigIssue(where, path, f"duplicate key {key!r} in one object",
+        for key_path, key in duplicates:
+            issues.append(ConfigIssue(where, key_path, f"duplicate key {key!r} in one object",
                                       "JSON readers disagree on which one counts: keep one"))
         file_issues = check_container_file(data, where=where, environ=environ)
         issues.extend(file_issues)
