@@ -169,6 +169,7 @@ class ContainerBuilder:
                 if name in tag_files:
                     self.problem(f"$.tags[{i}].name", f"duplicate tag name {name!r}",
                                  f"also in {tag_files[name]}")
+                    self._tag(raw, path=f"$.tags[{i}]")  # for its other problems only
                     continue
                 tag_files[name] = file.where
                 entry = self._tag(raw, path=f"$.tags[{i}]")

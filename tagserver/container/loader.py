@@ -155,7 +155,8 @@ def read_container_files(
     """
     if not directory.is_dir():
         issue = ConfigIssue(
-            str(directory), "$", "the tags folder does not exist", "pass --tags DIR or set TAGSERVER_TAGS"
+            str(directory), "$", "the tags folder does not exist",
+            "give the folder of container *.json files; the default is TAGSERVER_TAGS, else ./tags"
         )
         return [], [issue], ""
     paths = sorted(directory.glob("*.json"))

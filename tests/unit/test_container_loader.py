@@ -165,6 +165,10 @@ def test_duplicate_names_report_both_files() -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     exc = config_error(tmp_path / "nope")
     assert "does not exist" in str(exc)
+    proc = run_validate(tmp_path / "nope")
+    assert proc.returncode == 1
+    assert "the tags folder does not exist" in proc.stderr
+    assert "--tags" not in proc.stderr + proc.stdout  # validate has no such flag
 
 
 def test_every_problem_of_every_file_is_collected(tmp_path: Path) -> None:
@@ -194,7 +198,34 @@ def test_pixel_id_from_the_environment_is_checked_like_a_literal_one() -> None:
     # a literal pixel_id must match ^[0-9]{5,20}$; the same value from META_PIXEL_ID ends up in
     # the Graph API URL path and must not bypass that check
     exc = config_error(SHIPPED_TAGS, {**ENVIRON, "META_PIXEL_ID": "123/../../me"})
-    assert "META_PIXEL_ID" in str(exc) or "pixel_id" in str(exc)
+    assert "pixel_id: the environment variable META_PIXEL_ID is not 5 to 20 digits" in str(exc)
+    assert "123/../../me" not in str(exc)
+
+
+def test_a_short_literal_pixel_id_says_what_is_expected(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = {"name": "m", "type": "meta", "pixel_id": "1234",
+           "access_token": {"env": "META_ACCESS_TOKEN"}}
+    (folder / "m.json").write_text(json.dumps({"tags": [tag]}), "utf-8")
+    (issue,) = config_error(folder).issues
+    assert issue.path == "$.tags[0].pixel_id"
+    assert issue.message == 'expected 5 to 20 digits, or {"env": "VARIABLE"}'
+
+
+def test_a_duplicate_tag_name_does_not_hide_the_tags_other_problems(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = {"name": "m", "type": "meta", "pixel_id": "1234567890",
+           "access_token": {"env": "META_ACCESS_TOKEN"}}
+    second = {**tag, "custom_data": {"x": "{{nope}}"}, "triggers": ["missing"]}
+    (folder / "m.json").write_text(json.dumps({"tags": [tag, second]}), "utf-8")
+    found = {(i.path, i.message) for i in config_error(folder).issues}
+    assert found == {
+        ("$.tags[1].name", "duplicate tag name 'm'"),
+        ("$.tags[1].custom_data.x", "unknown variable 'nope'"),
+        ("$.tags[1].triggers[0]", "unknown trigger 'missing'"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
