@@ -21,9 +21,16 @@ from tagserver.container.transformations import (
     compile_transformation,
 )
 from tagserver.container.triggers import Trigger, compile_trigger
+from tagserver.container.values import EVENT_PREFIX, REFERENCE_RE
 from tagserver.container.variables import Variable, compile_variable
 from tagserver.exceptions import ConfigIssue
 from tagserver.tags import TAG_TYPES, Tag
+
+#: The longest chain of variables each using the next (``a`` uses ``b`` uses ``c``: 3). Values
+#: resolve recursively at run time; this keeps them far from Python's recursion limit.
+MAX_VARIABLE_DEPTH = 32
+#: The keys of a variable definition that hold templates (``table`` values too).
+TEMPLATE_KEYS = ("input", "url", "default")
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,27 @@ class ContainerBuilder:
                         continue
                     defs[name] = (file.where, path, raw)
 
+    def _refuse_deep_chains(self) -> None:
+        """Report each chain of variables deeper than :data:`MAX_VARIABLE_DEPTH` once (at the
+        variable that starts it) and leave every variable of it uncompiled."""
+        graph = {name: _variable_refs(raw) & self._variable_defs.keys()
+                 for name, (_, _, raw) in self._variable_defs.items()}
+        chains = _longest_chains(graph)
+        deep = {name for name, chain in chains.items() if len(chain) > MAX_VARIABLE_DEPTH}
+        for name in sorted(deep):
+            if any(name in graph[other] for other in deep):
+                continue  # a longer chain through this one is reported
+            chain = chains[name]
+            shown = chain if len(chain) <= 6 else [*chain[:3], "...", *chain[-2:]]
+            where, path, _ = self._variable_defs[name]
+            self.issues.append(ConfigIssue(
+                where, path,
+                f"a chain of {len(chain)} variables each using the next: "
+                + " -> ".join(shown) + f" (at most {MAX_VARIABLE_DEPTH})",
+                "read event data directly in fewer steps",
+            ))
+        self._broken.update(("variable", name) for name in deep)
+
     def _trigger_ref(self, ref: object, *, path: str, default_name: str) -> Trigger | None:
         if isinstance(ref, Mapping):
             return compile_trigger(default_name, ref, self, path=path)
@@ -123,6 +151,7 @@ class ContainerBuilder:
     def build(self, files: Sequence[ContainerFile], *, version: str) -> Container:
         """The container; problems are left in :attr:`issues` (the result is then incomplete)."""
         self._collect(files)
+        self._refuse_deep_chains()
         for name in self._variable_defs:
             self.variable(name, path=self._variable_defs[name][1])
         for name, (where, path, raw) in self._trigger_defs.items():
@@ -140,6 +169,7 @@ class ContainerBuilder:
                 if name in tag_files:
                     self.problem(f"$.tags[{i}].name", f"duplicate tag name {name!r}",
                                  f"also in {tag_files[name]}")
+                    self._tag(raw, path=f"$.tags[{i}]")  # for its other problems only
                     continue
                 tag_files[name] = file.where
                 entry = self._tag(raw, path=f"$.tags[{i}]")
@@ -231,6 +261,52 @@ class ContainerBuilder:
                                          _closest(tag_name, tag_names, "tags"))
                 found.append(compile_transformation(raw, self, path=path))
         return found
+
+
+def _variable_refs(raw: Mapping[str, Any]) -> set[str]:
+    """The variable names referenced in the templates of one variable definition."""
+    names: set[str] = set()
+    stack: list[Any] = [raw.get(key) for key in TEMPLATE_KEYS if key in raw]
+    stack.extend(raw["table"].values() if isinstance(raw.get("table"), Mapping) else ())
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            for match in REFERENCE_RE.finditer(value):
+                name = match.group(1).strip()
+                if name != EVENT_PREFIX and not name.startswith(EVENT_PREFIX + "."):
+                    names.add(name)
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return names
+
+
+def _longest_chains(graph: Mapping[str, set[str]]) -> dict[str, list[str]]:
+    """For each variable, the longest chain of references it starts (itself first), without
+    recursion; a cycle (reported elsewhere) is cut where it closes."""
+    chains: dict[str, list[str]] = {}
+    for start in graph:
+        if start in chains:
+            continue
+        stack: list[tuple[str, bool]] = [(start, False)]
+        on_path: set[str] = set()
+        while stack:
+            name, done = stack.pop()
+            if done:
+                on_path.discard(name)
+                best: list[str] = []
+                for ref in graph[name]:
+                    if ref in chains and len(chains[ref]) > len(best):
+                        best = chains[ref]
+                chains[name] = [name, *best]
+                continue
+            if name in chains or name in on_path:
+                continue
+            on_path.add(name)
+            stack.append((name, True))
+            stack.extend((ref, False) for ref in graph[name] if ref not in chains)
+    return chains
 
 
 def _defined_names(data: object) -> set[tuple[str, str]]:

@@ -96,6 +96,55 @@ def check_container_file(
     return issues
 
 
+class _NonFinite(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json accepts them, JSON does not."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def parse_json(raw: bytes) -> tuple[Any, list[tuple[str, str]]]:
+    """Strict JSON from UTF-8 bytes (a leading BOM is skipped): the value and the
+    ``(JSON path, key)`` of every key repeated within one object (the last one is kept).
+
+    Raises ``UnicodeDecodeError``, ``json.JSONDecodeError``, ``RecursionError``, or a
+    ``ValueError`` for ``NaN``/``Infinity`` (RFC 8259 has neither).
+    """
+    repeated: dict[int, list[str]] = {}
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            keys: list[str] = []
+            for key, _ in pairs:
+                if key in seen and key not in keys:
+                    keys.append(key)
+                seen.add(key)
+            repeated[id(obj)] = keys
+        return obj
+
+    data = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=pairs_hook,
+                      parse_constant=_refuse_constant)
+    found: list[tuple[str, str]] = []
+    if repeated:
+        _find_repeated(data, "$", repeated, found)
+    return data, found
+
+
+def _find_repeated(
+    value: Any, path: str, repeated: dict[int, list[str]], found: list[tuple[str, str]]
+) -> None:
+    if isinstance(value, dict):
+        found.extend((f"{path}.{key}", key) for key in repeated.get(id(value), ()))
+        for key, item in value.items():
+            _find_repeated(item, f"{path}.{key}", repeated, found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _find_repeated(item, f"{path}[{index}]", repeated, found)
+
+
 def read_container_files(
     directory: Path, *, environ: Mapping[str, str]
 ) -> tuple[list[ContainerFile], list[ConfigIssue], str]:
@@ -106,7 +155,8 @@ def read_container_files(
     """
     if not directory.is_dir():
         issue = ConfigIssue(
-            str(directory), "$", "the tags folder does not exist", "pass --tags DIR or set TAGSERVER_TAGS"
+            str(directory), "$", "the tags folder does not exist",
+            "give the folder of container *.json files; the default is TAGSERVER_TAGS, else ./tags"
         )
         return [], [issue], ""
     paths = sorted(directory.glob("*.json"))
@@ -124,7 +174,7 @@ def read_container_files(
             continue
         digest.update(path.name.encode() + b"\0" + raw + b"\0")
         try:
-            data = json.loads(raw.decode("utf-8"))
+            data, duplicates = parse_json(raw)
         except UnicodeDecodeError:
             issues.append(ConfigIssue(where, "$", "the file is not UTF-8"))
             continue
@@ -135,9 +185,16 @@ def read_container_files(
                 )
             )
             continue
+        except _NonFinite as exc:
+            issues.append(ConfigIssue(where, "$", f"not JSON: {exc} is not a JSON number",
+                                      "write a number, or null"))
+            continue
         except RecursionError:
             issues.append(ConfigIssue(where, "$", "not JSON: nested too deeply"))
             continue
+        for key_path, key in duplicates:
+            issues.append(ConfigIssue(where, key_path, f"duplicate key {key!r} in one object",
+                                      "JSON readers disagree on which one counts: keep one"))
         file_issues = check_container_file(data, where=where, environ=environ)
         issues.extend(file_issues)
         files.append(ContainerFile(where, data, valid=not file_issues))

@@ -30,6 +30,18 @@ def _is_secret_choice(error: ValidationError) -> bool:
     )
 
 
+def _literal_form(error: ValidationError) -> str | None:
+    """The ``description`` of the string form of a literal-or-``{"env"}`` choice (``5 to 20
+    digits``) when a string was given, so the message says what is expected, not the value."""
+    if not isinstance(error.instance, str) or not isinstance(error.validator_value, list):
+        return None
+    for choice in error.validator_value:
+        if isinstance(choice, dict) and choice.get("type") == "string":
+            description = choice.get("description")
+            return description if isinstance(description, str) else None
+    return None
+
+
 def describe_error(error: ValidationError, where: str) -> ConfigIssue:
     """One issue for one jsonschema error (the most relevant sub-error of a ``oneOf``/``anyOf``)."""
     secret_choice = _is_secret_choice(error)
@@ -45,6 +57,10 @@ def describe_error(error: ValidationError, where: str) -> ConfigIssue:
             close = difflib.get_close_matches(extra, allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "allowed keys: " + ", ".join(allowed)
             return ConfigIssue(where, f"{path}.{extra}", f"unknown key {extra!r}", hint)
+    literal = _literal_form(error) if secret_choice else None
+    if literal is not None:
+        return ConfigIssue(where, path, f"expected {literal}, or {{\"env\": \"VARIABLE\"}}",
+                           'secrets and ids come from the environment: {"env": "VARIABLE"}')
     if secret_choice or (schema.get("required") == ["env"] and "env" in schema.get("properties", {})):
         return ConfigIssue(where, path, _safe_message(error, secret=True),
                            'secrets and ids come from the environment: {"env": "VARIABLE"}')

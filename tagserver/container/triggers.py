@@ -14,11 +14,11 @@ text operators and ``in``. Event name lists match Meta and GA4 names alike (``pu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tagserver.container.event_data import lookup, parse_path
+from tagserver.container.regex import ContainerPattern
 from tagserver.container.scope import Scope
 from tagserver.container.values import CompileContext, as_number, as_text
 from tagserver.container.variables import compile_regex
@@ -290,7 +290,7 @@ def _each(test: Test) -> Test:
     return check
 
 
-def _search(pattern: re.Pattern[str], actual: Any) -> bool:
+def _search(pattern: ContainerPattern, actual: Any) -> bool:
     text = as_text(actual)
     return text is not None and pattern.search(text) is not None
 

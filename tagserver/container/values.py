@@ -40,13 +40,17 @@ class CompileContext(Protocol):
 
 class Value:
     """A compiled value; ``secret`` is true when it depends on a secret variable, ``uses_data``
-    when it reads event data (else it depends on the request context only)."""
+    when it reads event data (else it depends on the request context only), ``visitor`` when the
+    visitor controls it (event data, cookies, headers, query parameters)."""
 
-    __slots__ = ("secret", "uses_data")
+    __slots__ = ("secret", "uses_data", "visitor")
 
-    def __init__(self, *, secret: bool = False, uses_data: bool = False) -> None:
+    def __init__(
+        self, *, secret: bool = False, uses_data: bool = False, visitor: bool = False
+    ) -> None:
         self.secret = secret
         self.uses_data = uses_data
+        self.visitor = visitor or uses_data
 
     def resolve(self, scope: Scope) -> Any:
         raise NotImplementedError
@@ -82,7 +86,8 @@ class VariableValue(Value):
     __slots__ = ("variable",)
 
     def __init__(self, variable: Variable) -> None:
-        super().__init__(secret=variable.secret, uses_data=variable.uses_data)
+        super().__init__(secret=variable.secret, uses_data=variable.uses_data,
+                         visitor=variable.visitor)
         self.variable = variable
 
     def resolve(self, scope: Scope) -> Any:
@@ -97,7 +102,8 @@ class TemplateValue(Value):
     def __init__(self, parts: tuple[str | Value, ...]) -> None:
         values = [p for p in parts if isinstance(p, Value)]
         super().__init__(secret=any(v.secret for v in values),
-                         uses_data=any(v.uses_data for v in values))
+                         uses_data=any(v.uses_data for v in values),
+                         visitor=any(v.visitor for v in values))
         self.parts = parts
 
     def resolve(self, scope: Scope) -> str:
@@ -115,7 +121,8 @@ class ObjectValue(Value):
 
     def __init__(self, items: tuple[tuple[str, Value], ...]) -> None:
         super().__init__(secret=any(v.secret for _, v in items),
-                         uses_data=any(v.uses_data for _, v in items))
+                         uses_data=any(v.uses_data for _, v in items),
+                         visitor=any(v.visitor for _, v in items))
         self.items = items
 
     def resolve(self, scope: Scope) -> dict[str, Any]:
@@ -132,7 +139,8 @@ class ListValue(Value):
 
     def __init__(self, items: tuple[Value, ...]) -> None:
         super().__init__(secret=any(v.secret for v in items),
-                         uses_data=any(v.uses_data for v in items))
+                         uses_data=any(v.uses_data for v in items),
+                         visitor=any(v.visitor for v in items))
         self.items = items
 
     def resolve(self, scope: Scope) -> list[Any]:

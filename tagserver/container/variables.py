@@ -9,12 +9,12 @@ variable types ("Event Data", "Cookie Value", "Request Header", "Query Parameter
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
 from tagserver.container.event_data import Path, lookup, parse_path
+from tagserver.container.regex import RE2_HINT, ContainerPattern
 from tagserver.container.scope import query_params
 from tagserver.container.values import CompileContext, Const, Value, as_text, compile_value
 from tagserver.secret import Secret
@@ -33,9 +33,13 @@ PAGE_LOCATION = "{{event.page_location}}"
 class Variable:
     """A compiled variable; :meth:`compute` never raises for any event data. ``uses_data`` is
     false when the value depends on the request context only (cookies, headers, constants):
-    then one value serves every transformed view of the event."""
+    then one value serves every transformed view of the event. ``secret`` is true when any value
+    it is composed of (input, URL, table entry, default) depends on a secret: the leak checks
+    (Meta parameters, conditions, augment) rely on it. ``visitor`` is true when the visitor
+    controls any of them (event data, cookies, headers, query parameters): such a value may not
+    choose the host of a webhook URL."""
 
-    __slots__ = ("name", "kind", "secret", "default", "uses_data")
+    __slots__ = ("name", "kind", "secret", "default", "uses_data", "visitor")
 
     def __init__(
         self,
@@ -45,12 +49,14 @@ class Variable:
         default: Value | None = None,
         secret: bool = False,
         uses_data: bool = False,
+        visitor: bool = False,
     ) -> None:
         self.name = name
         self.kind = kind
         self.default = default
-        self.secret = secret
+        self.secret = secret or (default is not None and default.secret)
         self.uses_data = uses_data or (default is not None and default.uses_data)
+        self.visitor = visitor or self.uses_data or (default is not None and default.visitor)
 
     def compute(self, scope: Scope) -> Any:
         value = self.get(scope)
@@ -80,7 +86,7 @@ class CookieVariable(Variable):
     __slots__ = ("cookie",)
 
     def __init__(self, name: str, cookie: str, *, default: Value | None) -> None:
-        super().__init__(name, "cookie", default=default)
+        super().__init__(name, "cookie", default=default, visitor=True)
         self.cookie = cookie
 
     def get(self, scope: Scope) -> Any:
@@ -91,7 +97,7 @@ class HeaderVariable(Variable):
     __slots__ = ("header",)
 
     def __init__(self, name: str, header: str, *, default: Value | None) -> None:
-        super().__init__(name, "header", default=default)
+        super().__init__(name, "header", default=default, visitor=True)
         self.header = header.lower()
 
     def get(self, scope: Scope) -> Any:
@@ -105,7 +111,8 @@ class QueryVariable(Variable):
 
     def __init__(self, name: str, param: str, url: Value | None, *, default: Value | None) -> None:
         super().__init__(name, "query", default=default, secret=bool(url and url.secret),
-                         uses_data=url is None or url.uses_data)
+                         uses_data=url is None or url.uses_data,
+                         visitor=url is None or url.visitor)
         self.param = param
         self.url = url
 
@@ -156,7 +163,9 @@ class LookupVariable(Variable):
     ) -> None:
         secret = input_value.secret or any(v.secret for v in table.values())
         uses_data = input_value.uses_data or any(v.uses_data for v in table.values())
-        super().__init__(name, "lookup", default=default, secret=secret, uses_data=uses_data)
+        visitor = input_value.visitor or any(v.visitor for v in table.values())
+        super().__init__(name, "lookup", default=default, secret=secret, uses_data=uses_data,
+                         visitor=visitor)
         self.input = input_value
         self.ignore_case = ignore_case
         self.table = {k.casefold(): v for k, v in table.items()} if ignore_case else dict(table)
@@ -178,13 +187,13 @@ class RegexVariable(Variable):
         self,
         name: str,
         input_value: Value,
-        pattern: re.Pattern[str],
+        pattern: ContainerPattern,
         group: int | str,
         *,
         default: Value | None,
     ) -> None:
         super().__init__(name, "regex", default=default, secret=input_value.secret,
-                         uses_data=input_value.uses_data)
+                         uses_data=input_value.uses_data, visitor=input_value.visitor)
         self.input = input_value
         self.pattern = pattern
         self.group = group
@@ -207,7 +216,7 @@ class UrlVariable(Variable):
         self, name: str, input_value: Value, part: UrlPart, *, default: Value | None
     ) -> None:
         super().__init__(name, "url", default=default, secret=input_value.secret,
-                         uses_data=input_value.uses_data)
+                         uses_data=input_value.uses_data, visitor=input_value.visitor)
         self.input = input_value
         self.part = part
 
@@ -315,14 +324,11 @@ def compile_variable(
 
 def compile_regex(
     pattern: str, ctx: CompileContext, *, path: str, ignore_case: bool = False
-) -> re.Pattern[str] | None:
-    """``re.compile`` with the error recorded as a problem (Python ``re`` syntax)."""
+) -> ContainerPattern | None:
+    """An RE2 pattern (:mod:`tagserver.container.regex`), or ``None`` after recording why it
+    does not compile."""
     try:
-        return re.compile(pattern, re.IGNORECASE if ignore_case else 0)
-    except re.error as exc:
-        ctx.problem(
-            path,
-            f"the regular expression does not compile: {exc}",
-            "Python re syntax; escape literal dots and brackets with a backslash",
-        )
+        return ContainerPattern(pattern, ignore_case=ignore_case)
+    except ValueError as exc:
+        ctx.problem(path, f"the regular expression does not compile: {exc}", RE2_HINT)
         return None

@@ -3,7 +3,7 @@ is loaded and validated in a worker thread, then swapped in between two requests
 
 A broken edit never replaces the running container: every problem is logged at error level and
 the old container keeps serving until a later edit loads cleanly. The active version is logged at
-every swap.
+every swap; a valid container without tags is swapped in too, with a warning (nothing fires).
 """
 
 from __future__ import annotations
@@ -133,6 +133,11 @@ class ContainerReloader:
         previous = self._current().version
         self._activate(container)
         self.reloads += 1
+        if not container.tags:  # valid, but often an editor between delete and re-create
+            log.warning(
+                "container has no tags: nothing will fire",
+                extra={"container_version": container.version, "previous_version": previous},
+            )
         log.info(
             "container loaded",
             extra={

@@ -92,9 +92,14 @@ class HttpChannel:
     """The ``http`` tag's webhooks: one request per event (``max_batch = 1``), method, URL,
     headers and JSON body as the tag built them. 2xx is success; 429, 5xx and network errors are
     retried (``Retry-After`` honoured); any other status is permanent (redirects are not
-    followed). Error texts carry the status only, never the URL (it may hold a secret)."""
+    followed). Error texts carry the status only, never the URL (it may hold a secret).
+
+    Header values are sent as UTF-8 bytes (``header_encoding``): a value built from event data may
+    hold any text (``Jürgen``), which httpx would refuse to encode as ASCII. RFC 9110 §5.5 lets
+    a recipient treat such octets as opaque; UTF-8 keeps them lossless for one that decodes it."""
 
     max_batch = 1
+    header_encoding = "utf-8"
 
     def label(self, destination: HttpDestination) -> str:
         return f"http:{destination.tag}"

@@ -150,7 +150,9 @@ class Sender:
                 self._drops.count(label, "invalid_event",
                                   f"event_id={event_id}: cannot encode ({type(exc).__name__})")
             return
-        method, headers = request_head(channel, destination, batch)
+        method, head = request_head(channel, destination, batch)
+        # httpx encodes str header values as ASCII; a channel may name another encoding
+        headers = httpx.Headers(head, encoding=getattr(channel, "header_encoding", None))
         attempt = 0
         while True:
             attempt += 1

@@ -3,9 +3,13 @@
 One request per firing event: ``method`` (default POST), ``url``, ``headers`` and an optional JSON
 ``body``, all templates over variables and event data (``{{crm_token}}``, ``{{event.value}}``).
 Values inserted into the URL are percent-encoded, except a reference that starts it (a base URL
-from a variable, e.g. a secret webhook URL); header values lose CR, LF and NUL. The request is
-built here and sent by :class:`tagserver.delivery.channels.HttpChannel` (no batching; 2xx ok,
-429/5xx/network retried, other 4xx permanent).
+from a variable, e.g. a secret webhook URL). The scheme and host must come from the file, a
+``constant`` or a ``secret`` variable, never from anything the visitor controls (event data,
+cookies, headers, query parameters): :func:`check_url` refuses such a URL when the container
+loads, so that no visitor can choose where the server connects (SSRF). Header values lose CR,
+LF and NUL and are sent as UTF-8. The request is built here and sent by
+:class:`tagserver.delivery.channels.HttpChannel` (no batching; 2xx ok, 429/5xx/network retried,
+other 4xx permanent).
 """
 
 from __future__ import annotations
@@ -74,9 +78,7 @@ class HttpTag:
         """A tag from one schema-valid config object at JSON ``path`` (problems are recorded)."""
         method = raw.get("method", "POST")
         url = compile_value(raw["url"], ctx, path=f"{path}.url")
-        if isinstance(url, Const) and not str(url.value).startswith(("https://", "http://")):
-            ctx.problem(f"{path}.url", "expected an absolute http(s) URL",
-                        'e.g. "https://hooks.example.com/shop" or "{{webhook_url}}"')
+        check_url(url, ctx, path=f"{path}.url")
         headers = []
         for header, template in raw.get("headers", {}).items():
             where = f"{path}.headers.{header}"
@@ -125,6 +127,87 @@ class HttpTag:
         )
         result.outbound.append(Outbound(self.destination, payload))
         return result
+
+
+_SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+_URL_EXAMPLE = 'e.g. "https://hooks.example.com/shop" or "{{webhook_url}}"'
+_HOST_HINT = (
+    "write the scheme and host in the file or take them from a constant or secret variable, "
+    'e.g. "https://crm.example.com/o/{{event.transaction_id}}" or "{{webhook_url}}?id={{event.event_id}}"'
+)
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
+def check_url(url: Value, ctx: CompileContext, *, path: str) -> None:
+    """Record a problem unless the scheme and host of the URL template are out of the visitor's
+    reach: written in the file (``https://host/...{{event.x}}``), or a leading reference that
+    reads no event data, cookie, header or query parameter (``{{webhook_url}}/...``, a ``secret``
+    or ``constant`` variable, whose value must then be an http(s) URL). A written scheme must be
+    ``http`` or ``https``."""
+    if isinstance(url, Const):
+        if not _is_http_url(as_text(url.value) or ""):
+            ctx.problem(path, "expected an absolute http(s) URL", _URL_EXAMPLE)
+        return
+    parts: tuple[str | Value, ...] = url.parts if isinstance(url, TemplateValue) else (url,)
+    first = parts[0] if parts else ""
+    if isinstance(first, Value):
+        if first.visitor:
+            ctx.problem(path, "the URL starts with a value the visitor controls (event data, a "
+                        "cookie, header or query parameter): a visitor could choose the host "
+                        "the server connects to", _HOST_HINT)
+            return
+        after = parts[1] if len(parts) > 1 else None
+        if after is not None and not (isinstance(after, str) and after[:1] in ("/", "?", "#")):
+            ctx.problem(path, "a reference that starts the URL must be followed by '/', '?' or "
+                        "'#' (or nothing): text right after it could change the host",
+                        _HOST_HINT)
+        _check_constant_base(first, ctx, path=path)
+        return
+    scheme = _SCHEME_RE.match(first)
+    if scheme is None or scheme.group(1).lower() not in ("http", "https"):
+        found = f" (the scheme is {scheme.group(1)!r})" if scheme is not None else ""
+        ctx.problem(path, f"expected an absolute http(s) URL{found}", _URL_EXAMPLE)
+        return
+    if not first[scheme.end():].startswith("//"):
+        ctx.problem(path, "expected an absolute http(s) URL", _URL_EXAMPLE)
+        return
+    authority_done = any(c in first[scheme.end() + 2:] for c in "/?#")
+    for part in parts[1:]:
+        if authority_done:
+            return
+        if isinstance(part, str):
+            authority_done = any(c in part for c in "/?#")
+        elif part.visitor:
+            ctx.problem(path, "the host of the URL would come from a value the visitor controls "
+                        "(event data, a cookie, header or query parameter)", _HOST_HINT)
+            return
+
+
+def _check_constant_base(value: Value, ctx: CompileContext, *, path: str) -> None:
+    """A leading ``constant`` or ``secret`` variable must hold an http(s) URL (a secret's value is
+    never shown)."""
+    from tagserver.container.values import VariableValue
+    from tagserver.container.variables import ConstantVariable, SecretVariable
+
+    if not isinstance(value, VariableValue):
+        return
+    variable = value.variable
+    if isinstance(variable, ConstantVariable):
+        text = as_text(variable.value) or ""
+    elif isinstance(variable, SecretVariable):
+        text = variable.value.reveal()
+    else:
+        return
+    if not _is_http_url(text):
+        ctx.problem(path, f"the {variable.kind} variable {variable.name!r} that starts the URL "
+                    "is not an absolute http(s) URL", _URL_EXAMPLE)
 
 
 def render_url(url: Value, scope: Scope) -> str:

@@ -124,7 +124,10 @@ class MetaTag:
         """
         pixel_id = _resolve(raw["pixel_id"], environ)
         if not PIXEL_ID_RE.fullmatch(pixel_id):
-            raise ValueError("pixel_id: expected 5 to 20 digits (check the environment variable)")
+            source = raw["pixel_id"]
+            env = source["env"] if isinstance(source, dict) else None
+            raise ValueError(f"pixel_id: the environment variable {env} is not 5 to 20 digits"
+                             if env else "pixel_id: expected 5 to 20 digits")
         test_code = raw.get("test_event_code")
         mappings: dict[str, tuple[tuple[str, Value], ...]] = {}
         for key in ("custom_data", "user_data"):

@@ -174,3 +174,25 @@ def test_an_explicit_container_is_not_watched(tmp_path: Path) -> None:
             assert app.state.tagserver.reloader is None
 
     asyncio.run(scenario())
+
+
+def test_a_container_without_tags_is_loaded_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    write(tmp_path, ["Purchase"])
+    box: list[Container] = []
+    reloader = reloader_for(tmp_path, box)
+
+    async def scenario() -> None:
+        path = tmp_path / "meta.json"
+        path.write_text('{"tags": []}', "utf-8")  # an editor emptied the file
+        stamp = time.time_ns() + 5_000_000_000
+        os.utime(path, ns=(stamp, stamp))
+        with caplog.at_level(logging.INFO, logger="tagserver.container"):
+            assert await reloader.check() is True
+        assert box[-1].tags == ()
+
+    asyncio.run(scenario())
+    (warning,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert warning.getMessage() == "container has no tags: nothing will fire"
+    assert warning.__dict__["container_version"] == box[-1].version

@@ -10,7 +10,14 @@ import pytest
 from tagserver.container.loader import container_schema
 from tagserver.container.values import as_text
 from tagserver.container.variables import URL_PARTS
-from tests.containers import ENVIRON, compile_container, http_tag, make_scope, run
+from tests.containers import (
+    ENVIRON,
+    compile_container,
+    config_problems,
+    http_tag,
+    make_scope,
+    run,
+)
 
 PAGE = "https://WWW.Shop.example:8443/de/p/A-1234?utm_source=Facebook&empty=&q=a%20b#reviews"
 
@@ -219,3 +226,30 @@ def test_as_text(value: Any, text: str | None) -> None:
 
 def test_an_env_key_in_a_webhook_body_is_data_not_a_secret(tmp_path: Path) -> None:
     assert body_of(tmp_path, {}, {"env": "production"}) == {"env": "production"}
+
+
+def chain(length: int, *, reverse: bool = False) -> dict[str, Any]:
+    """``v0`` uses ``v1`` ... uses ``v{length-1}``, which reads event data."""
+    variables: dict[str, Any] = {
+        f"v{i}": {"type": "lookup", "input": f"{{{{v{i + 1}}}}}", "table": {"x": "y"},
+                  "default": f"{{{{v{i + 1}}}}}"}
+        for i in range(length - 1)
+    }
+    variables[f"v{length - 1}"] = {"type": "event_data", "path": "custom_data.end"}
+    return dict(reversed(variables.items())) if reverse else variables
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_a_chain_of_variables_deeper_than_32_is_refused(tmp_path: Path, reverse: bool) -> None:
+    text = config_problems(tmp_path, {"variables": chain(300, reverse=reverse),
+                                      "tags": [http_tag(body={"v": "{{v0}}"})]})
+    assert text.count("a chain of") == 1, text  # reported once, where it starts
+    assert ("$.variables.v0: a chain of 300 variables each using the next: "
+            "v0 -> v1 -> v2 -> ... -> v298 -> v299 (at most 32)") in text
+    assert "a chain of 33 variables" in config_problems(
+        tmp_path, {"variables": chain(33), "tags": [http_tag(body={"v": "{{v0}}"})]})
+
+
+def test_a_chain_of_32_variables_resolves(tmp_path: Path) -> None:
+    body = body_of(tmp_path, chain(32), {"v": "{{v0}}"}, data={"custom_data": {"end": "deep"}})
+    assert body == {"v": "deep"}

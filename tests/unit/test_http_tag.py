@@ -18,7 +18,14 @@ from tagserver.delivery.sender import Sender
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable
 from tagserver.tags import Outbound
 from tagserver.tags.http import HttpDestination
-from tests.containers import ENVIRON, compile_container, http_tag, make_scope, run
+from tests.containers import (
+    ENVIRON,
+    compile_container,
+    config_problems,
+    http_tag,
+    make_scope,
+    run,
+)
 
 
 def build_one(tmp_path: Path, tag: dict[str, Any], **scope: Any) -> dict[str, Any]:
@@ -87,8 +94,13 @@ def test_header_values_lose_line_breaks_and_empty_headers_are_left_out(tmp_path:
 
 
 def test_a_url_that_does_not_resolve_to_http_is_held_back(tmp_path: Path) -> None:
-    container = compile_container(tmp_path, {"tags": [http_tag(url="{{event.target}}")]})
-    result = run(container, make_scope({"target": "javascript:alert(1)"}))
+    # a lookup without a matching entry: the leading base URL resolves to nothing
+    base = {"type": "lookup", "input": "{{market}}", "table": {"fr": "https://fr.example/"}}
+    container = compile_container(tmp_path, {
+        "variables": {"market": {"type": "constant", "value": "de"}, "base": base},
+        "tags": [http_tag(url="{{base}}")],
+    })
+    result = run(container, make_scope())
     assert result.outbound == []
     assert result.drops == [("hook", "invalid_event", "url: not an absolute http(s) URL")]
 
@@ -178,3 +190,111 @@ def test_sender_retries_5xx_and_drops_4xx() -> None:
     assert delivered == 1
     assert drops == {"http:crm/rejected": 1}
     assert len(requests) == 3
+
+
+def test_non_ascii_header_values_go_out_as_utf8(tmp_path: Path) -> None:
+    payload = build_one(
+        tmp_path,
+        http_tag(headers={"X-Note": "{{event.custom_data.note}}", "X-Plain": "ok"}),
+        data={"custom_data": {"note": "Jürgen € 東京"}},
+    )
+    assert payload["headers"]["X-Note"] == "Jürgen € 東京"
+    requests, drops, delivered = deliver(lambda r: httpx.Response(200), [payload])
+    assert delivered == 1 and drops == {}
+    (request,) = requests
+    raw = dict(request.headers.raw)
+    assert raw[b"X-Note"] == "Jürgen € 東京".encode()
+    assert raw[b"X-Plain"] == b"ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# who chooses the host (SSRF)
+
+VISITOR_VARIABLES: dict[str, dict[str, Any]] = {
+    "cookie": {"type": "cookie", "name": "target"},
+    "header": {"type": "header", "name": "X-Target"},
+    "query": {"type": "query", "name": "target"},
+    "data": {"type": "event_data", "path": "page_location"},
+    "lookup": {"type": "lookup", "input": "{{event.event_name}}",
+               "table": {"Purchase": "https://a.example/"}},
+    "regex": {"type": "regex", "input": "{{event.page_location}}", "pattern": "^(https://[^/]+)"},
+    "part": {"type": "url", "part": "origin"},
+    "via_default": {"type": "query", "name": "nope", "url": "https://x.example/",
+                    "default": "{{cookie}}"},
+}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "{{event.page_location}}",
+        "{{event.page_location}}/hook",
+        "{{event.custom_data.host}}?x=1",
+        *(f"{{{{{name}}}}}/hook" for name in VISITOR_VARIABLES),
+        "https://{{event.custom_data.host}}/hook",
+        "https://hooks.example.com{{event.custom_data.suffix}}/x",
+        "https://{{cookie}}",
+        "http://a-{{header}}.example.com/",
+    ],
+)
+def test_a_url_whose_host_the_visitor_controls_is_refused(tmp_path: Path, url: str) -> None:
+    text = config_problems(tmp_path, {"variables": VISITOR_VARIABLES,
+                                      "tags": [http_tag(url=url)]})
+    assert "$.tags[0].url:" in text and "visitor controls" in text, text
+    assert "write the scheme and host in the file" in text
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("ftp://files.example.com/{{event.event_id}}", "expected an absolute http(s) URL "
+                                                       "(the scheme is 'ftp')"),
+        ("file:///etc/{{event.event_id}}", "(the scheme is 'file')"),
+        ("javascript:{{event.event_id}}", "(the scheme is 'javascript')"),
+        ("/relative/{{event.event_id}}", "expected an absolute http(s) URL"),
+        ("https:{{event.event_id}}", "expected an absolute http(s) URL"),
+        ("ftp://files.example.com/", "expected an absolute http(s) URL"),
+        ("{{base}}", "the constant variable 'base' that starts the URL is not an absolute"),
+        ("{{bad_secret}}/x", "the secret variable 'bad_secret' that starts the URL is not"),
+        ("{{hook_url}}{{event.event_id}}", "must be followed by '/', '?' or '#'"),
+    ],
+)
+def test_a_url_that_is_not_http_is_refused_at_validation(
+    tmp_path: Path, url: str, message: str
+) -> None:
+    text = config_problems(
+        tmp_path,
+        {"variables": {"base": {"type": "constant", "value": "ftp://x.example/"},
+                       "bad_secret": {"type": "secret", "env": "BAD_SECRET"},
+                       "hook_url": {"type": "secret", "env": "HOOK_URL"}},
+         "tags": [http_tag(url=url)]},
+        environ={**ENVIRON, "BAD_SECRET": "gopher://secret-value-never-shown"},
+    )
+    assert "$.tags[0].url: " in text and message in text, text
+    assert "secret-value-never-shown" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://crm.example.com/o/{{event.transaction_id}}?src={{event.page_location}}",
+        "HTTPS://crm.example.com?{{cookie}}",
+        "https://{{region}}.crm.example.com/{{event.event_id}}",
+        "{{hook_url}}",
+        "{{hook_url}}?id={{event.event_id}}",
+        "{{base}}/o/{{event.transaction_id}}",
+        "{{chosen}}/{{event.event_id}}",
+    ],
+)
+def test_a_url_whose_host_the_file_or_environment_sets_is_valid(tmp_path: Path, url: str) -> None:
+    compile_container(tmp_path, {
+        "variables": {
+            "cookie": {"type": "cookie", "name": "c"},
+            "region": {"type": "constant", "value": "eu"},
+            "hook_url": {"type": "secret", "env": "HOOK_URL"},
+            "base": {"type": "constant", "value": "https://crm.example.com"},
+            "chosen": {"type": "lookup", "input": "{{region}}",
+                       "table": {"eu": "https://eu.example.com", "us": "{{hook_url}}"}},
+        },
+        "tags": [http_tag(url=url)],
+    })
