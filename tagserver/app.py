@@ -4,28 +4,42 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import hashlib
 import hmac
 import logging
 import os
+import posixpath
 import time
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from importlib import resources
 
 import httpx
 from itsdangerous import Signer
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from tagserver.client_ip import is_public, resolve_client_ip
+from tagserver.bots import is_bot
 from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.context import (
+    check_rate_limits,
+    context_cookies,
+    context_headers,
+    outbox_unavailable,
+    run_event,
+    set_cookies,
+    submit_results,
+    visitor_ip,
+)
 from tagserver.container.loader import Container, load_container
-from tagserver.container.runtime import run_container
-from tagserver.delivery.channels import Channel, MetaChannel
+from tagserver.container.variables import SecretVariable
+from tagserver.container.watch import ContainerReloader, loader_for
+from tagserver.delivery.channels import Channel, GA4Channel, HttpChannel, MetaChannel
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.outbox import Outbox, describe_outbox, open_outbox
 from tagserver.delivery.recorder import RecordingTransport
@@ -33,6 +47,7 @@ from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
+from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
     check_body_type,
     cors_headers,
@@ -41,15 +56,27 @@ from tagserver.http import (
     preflight_headers,
     read_body,
 )
-from tagserver.identity import VISITOR_ID_SALT, resolve_cookie_scope, resolve_identity
+from tagserver.identity import (
+    VISITOR_ID_SALT,
+    parse_cookie_header,
+    resolve_cookie_scope,
+    resolve_identity,
+)
+from tagserver.limits import LimitsMiddleware, RateLimits
 from tagserver.logs import AccessLogMiddleware
 from tagserver.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from tagserver.server_events.api import handle_api_events
+from tagserver.server_events.store import ServerEventStore
 from tagserver.settings import Settings, load_settings
+from tagserver.tags.ga4 import GA4Destination, GA4Tag
+from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
 log = logging.getLogger("tagserver.app")
 
 NO_STORE = {"cache-control": "no-store"}
+#: Response header of ``GET /healthy`` naming the active container's version (content hash).
+VERSION_HEADER = "x-container-version"
 
 
 @dataclass
@@ -64,6 +91,9 @@ class AppState:
     metrics: Metrics
     sender: Sender | None = None
     outbox: Outbox | None = None
+    reloader: ContainerReloader | None = None
+    api_store: ServerEventStore | None = None
+    limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
 
 
 def create_app(
@@ -72,6 +102,7 @@ def create_app(
     container: Container | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     outbox: Outbox | None = None,
+    watch: bool | None = None,
 ) -> Starlette:
     """Build the application.
 
@@ -80,7 +111,12 @@ def create_app(
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
     ``outbox`` defaults to the backend named by ``settings.outbox``, opened by the lifespan
     (which fails the start-up with :class:`~tagserver.exceptions.OutboxError` when it cannot).
+    ``watch`` (default: when the container was loaded here) reloads ``settings.tags_dir`` live
+    every ``settings.reload_interval_s`` seconds (0: never by polling) and on SIGHUP; each
+    reloaded container's destinations and secrets are handed to the sender.
     """
+    if watch is None:
+        watch = container is None
     if container is None:
         container = load_container(settings.tags_dir, environ=os.environ)
     recorder = RecordingTransport() if settings.dry_run else None
@@ -93,7 +129,11 @@ def create_app(
         signer=Signer(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
         metrics=metrics,
+        api_store=ServerEventStore(settings.keys_path),
+        limits=RateLimits(per_ip=settings.rate_limit_ip, per_visitor=settings.rate_limit_visitor),
     )
+    if settings.block_bots:
+        is_bot("")  # compiles the crawler patterns now, not on the first hit
     if settings.uses_dev_key:
         log.warning(
             "TAGSERVER_SECRET_KEY is not set: using the public development key; "
@@ -105,7 +145,10 @@ def create_app(
         client = httpx.AsyncClient(
             transport=recorder or transport,
             timeout=httpx.Timeout(settings.outbound_timeout_s),
-            limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
+            limits=httpx.Limits(
+                max_connections=settings.outbound_max_connections,
+                max_keepalive_connections=max(1, settings.outbound_max_connections // 2),
+            ),
         )
         policy = RetryPolicy(
             settings.retry_base_delay_s, settings.retry_max_delay_s, settings.retry_max_attempts
@@ -117,44 +160,70 @@ def create_app(
             await client.aclose()
             raise
         state.outbox = store
-        channels: dict[type, Channel] = {MetaDestination: MetaChannel(settings.meta_graph_url)}
+        channels: dict[type, Channel] = {
+            MetaDestination: MetaChannel(settings.meta_graph_url),
+            HttpDestination: HttpChannel(),
+            GA4Destination: GA4Channel(settings.ga4_url),
+        }
         state.sender = Sender(
             client,
             outbox=store,
             channels=channels,
             drops=state.drops,
             policy=policy,
-            destinations=_destinations(container, channels),
             metrics=metrics,
             flush_interval=settings.flush_interval_s,
         )
+        use_container(state.sender, state.container, channels)
         await state.sender.start()
         gauges = asyncio.create_task(_refresh_outbox_gauges(state, every=5.0))
+        if watch:
+
+            def activate(new: Container) -> None:
+                state.container = new
+                assert state.sender is not None
+                use_container(state.sender, new, channels)
+
+            state.reloader = ContainerReloader(
+                settings.tags_dir,
+                current=lambda: state.container,
+                activate=activate,
+                load=loader_for(os.environ),
+                interval=settings.reload_interval_s,
+            )
+            await state.reloader.start()
         log.info(
             "started",
             extra={
-                "container_version": container.version,
-                "tags": [t.name for t in container.tags],
+                "container_version": state.container.version,
+                "tags": [t.name for t in state.container.tags],
                 "dry_run": settings.dry_run,
                 "outbox": describe_outbox(settings.outbox) if outbox is None else "given",
+                "live_reload": state.reloader is not None,
             },
         )
         try:
             yield
         finally:
             gauges.cancel()
+            if state.reloader is not None:
+                await state.reloader.stop()
             await state.sender.stop(timeout=settings.drain_timeout_s)
             await store.close()
             await client.aclose()
+            if state.api_store is not None:
+                state.api_store.close()
             log.info(
                 "stopped",
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},
             )
 
-    script = _load_script()
+    script = load_script(script_path=settings.script_path, collect_path=settings.collect_path)
 
     async def healthy(request: Request) -> Response:
-        return PlainTextResponse("ok", headers=NO_STORE)
+        return PlainTextResponse(
+            "ok", headers={**NO_STORE, VERSION_HEADER: state.container.version}
+        )
 
     async def client_script(request: Request) -> Response:
         headers = {
@@ -162,8 +231,11 @@ def create_app(
             "cache-control": "public, max-age=3600",
             "content-type": "text/javascript; charset=utf-8",
         }
-        if request.headers.get("if-none-match") == script.etag:
+        headers["vary"] = "Accept-Encoding"
+        if etag_matches(request.headers.get("if-none-match"), script.etag):
             return Response(status_code=304, headers=headers)
+        if "gzip" in request.headers.get("accept-encoding", "").lower():
+            return Response(script.gzipped, headers={**headers, "content-encoding": "gzip"})
         return Response(script.body, headers=headers)
 
     async def collect(request: Request) -> Response:
@@ -172,15 +244,45 @@ def create_app(
     async def metrics_endpoint(request: Request) -> Response:
         return await handle_metrics(request, state)
 
+    async def ga4_collect(request: Request) -> Response:
+        return await handle_ga4_collect(request, state)
+
+    async def ga4_set_cookie(request: Request) -> Response:
+        return await handle_set_cookie(request, state)
+
+    async def api_events(request: Request) -> Response:
+        assert state.api_store is not None
+        return await handle_api_events(request, state, state.api_store)
+
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
         Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
+        Route("/api/events", api_events, methods=["POST"]),  # server-to-server, API keys
+        # gtag.js, as to a server-side GTM container: the site's server_container_url may
+        # carry a path prefix (REFERENCE §2)
+        *(
+            Route(prefix + path, endpoint, methods=methods)
+            for prefix in ("", "/{prefix:path}")
+            for path, endpoint, methods in (
+                ("/g/collect", ga4_collect, ["GET", "POST", "OPTIONS"]),
+                ("/_/service_worker/{rest:path}", handle_service_worker, ["GET"]),
+                ("/_/set_cookie", ga4_set_cookie, ["GET", "POST", "OPTIONS"]),
+            )
+        ),
     ]
     if settings.metrics_token is not None:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    )
     app.state.tagserver = state
+    app.add_middleware(
+        LimitsMiddleware,
+        max_header_bytes=settings.max_header_bytes,
+        max_query_bytes=settings.max_query_bytes,
+        max_concurrency=settings.max_concurrency,
+    )
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(
         MetricsMiddleware,
@@ -195,11 +297,23 @@ def create_app(
     return app
 
 
-def _destinations(container: Container, channels: dict[type, Channel]) -> list[object]:
-    """The destinations the container's tags send to (with their current tokens), so that
-    entries stored earlier resolve to them."""
-    found = [getattr(tag, "destination", None) for tag in container.tags]
-    return [d for d in found if type(d) in channels]
+def use_container(sender: Sender, container: Container, channels: Mapping[type, Channel]) -> None:
+    """Point ``sender`` at ``container``: the destinations its tags send to (with their current
+    tokens), GA4 keys of its forwarders that keep each hit's own measurement id, and its secret
+    variables, so that entries stored earlier (or replayed) are sent with the current values."""
+    found = [getattr(entry.tag, "destination", None) for entry in container.tags]
+    destinations = [d for d in found if type(d) in channels]
+    any_ga4 = any(isinstance(e.tag, GA4Tag) and e.tag.measurement_id is None
+                  for e in container.tags)  # fmt: skip
+
+    def resolve(key: str) -> object | None:
+        if any_ga4 and key.startswith("ga4:G-"):
+            return GA4Destination(key.removeprefix("ga4:"))
+        return None
+
+    secrets = {name: v.value for name, v in container.variables.items()
+               if isinstance(v, SecretVariable)}  # fmt: skip
+    sender.use_destinations(destinations, resolve=resolve, secrets=secrets)
 
 
 async def _refresh_outbox_gauges(state: AppState, *, every: float) -> None:
@@ -241,15 +355,44 @@ async def handle_metrics(request: Request, state: AppState) -> Response:
     return Response(state.metrics.render(), headers={**NO_STORE, "content-type": CONTENT_TYPE})
 
 
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404/405 and other routing errors in DESIGN.md's JSON error shape."""
+    assert isinstance(exc, HTTPException)
+    rejected = HitRejected(str(exc.detail), errors=[{"field": "path", "message": str(exc.detail)}])
+    rejected.status = exc.status_code
+    return error_response(rejected, headers=dict(exc.headers or {}))
+
+
 @dataclass(frozen=True)
 class _Script:
     body: bytes
     etag: str
+    gzipped: bytes
 
 
-def _load_script() -> _Script:
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 weak comparison for ``If-None-Match``: a list, ``W/`` prefixes and ``*``."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    tags = (tag.strip().removeprefix("W/") for tag in if_none_match.split(","))
+    return etag in tags
+
+
+#: In t.js the collect path follows this marker, relative to the script's own URL.
+COLLECT_MARKER = b"/*collect*/'e'"
+
+
+def load_script(*, script_path: str, collect_path: str) -> _Script:
+    """The browser client with ``collect_path`` written in relative to ``script_path``, so that a
+    load balancer that mounts both under a prefix (``/metrics/t.js`` → ``/t.js``) still works."""
     body = resources.files("tagserver.static").joinpath("t.js").read_bytes()
-    return _Script(body, '"' + hashlib.sha256(body).hexdigest()[:16] + '"')
+    relative = posixpath.relpath(collect_path, posixpath.dirname(script_path))
+    # settings allow only [A-Za-z0-9._~/-] in paths: nothing to escape inside the quotes
+    body = body.replace(COLLECT_MARKER, b"/*collect*/'" + relative.encode("ascii") + b"'")
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    return _Script(body, etag, gzip.compress(body, compresslevel=9, mtime=0))
 
 
 async def handle_collect(request: Request, state: AppState) -> Response:
@@ -270,6 +413,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
             return Response(status_code=204, headers=preflight_headers(origin))
+        check_rate_limits(request, state)
         check_body_type(request)
         body = await read_body(request, limit=settings.max_body_bytes)
         now = time.time()
@@ -278,14 +422,10 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         state.metrics.hits.labels("rejected").inc()
         return error_response(exc, headers=cors)
 
-    peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
-        peer, request.headers.getlist("x-forwarded-for"), trusted_proxies=settings.trusted_proxies
-    )
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(request)
     identity = resolve_identity(
-        request.cookies,
+        parse_cookie_header(request.headers.get("cookie", "")),
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,
@@ -305,47 +445,26 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         custom_data=hit.custom_data,
         user_data=hit.user_data,
         consent=hit.consent,
-        client_ip=str(ip) if ip is not None and is_public(ip) else None,
+        client_ip=visitor_ip(request, state),
         user_agent=request.headers.get("user-agent") or None,
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
+        cookies=context_cookies(request),
+        headers=context_headers(request),
     )
-    result = run_container(
-        state.container, event, default_country=settings.default_country, now=now
-    )
-    for tag_name, reason, detail in result.drops:
-        state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
-    assert state.sender is not None, "the lifespan has not run"
+    container = state.container  # one container for the whole event, even during a reload
+    result = run_event(state, container, event, now=now)
     try:
-        await state.sender.submit(result.outbound)  # durable before the answer
-    except OutboxError as exc:
-        log.error("outbox write failed: hit refused", extra={"error": str(exc)})
+        await submit_results(state, [result])  # durable before the answer
+    except OutboxError:
         state.metrics.hits.labels("unavailable").inc()
-        return JSONResponse(
-            {"ok": False, "error": "the event could not be stored; retry later",
-             "errors": [], "status": 503},
-            status_code=503,
-            headers={**NO_STORE, **cors, "retry-after": "1"},
-        )  # fmt: skip
+        return outbox_unavailable(headers=cors)
     state.metrics.hits.labels("accepted").inc()
-    state.metrics.events.inc()
-    for tag_name in result.fired:
-        state.metrics.tags_fired.labels(tag_name).inc()
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )
-    for cookie in identity.cookies:
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=cookie.domain,
-            secure=True,
-            httponly=cookie.httponly,
-            samesite="lax",
-        )
+    set_cookies(response, identity.cookies)
     return response
 
 

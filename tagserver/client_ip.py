@@ -73,16 +73,37 @@ def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
     return any(address in network for network in proxies if address.version == network.version)
 
 
+def forwarded_for_hops(forwarded: Iterable[str]) -> list[str]:
+    """The ``for=`` nodes of RFC 7239 ``Forwarded`` header values, in order
+    (``for=192.0.2.60;proto=https, for="[2001:db8::1]:4711"`` → ``["192.0.2.60", "[2001:db8::1]:4711"]``).
+
+    An element without ``for=`` yields ``"unknown"`` so that the walk stops there.
+    """
+    hops: list[str] = []
+    for header in forwarded:
+        for element in header.split(","):
+            node = "unknown"
+            for pair in element.split(";"):
+                name, _, value = pair.strip().partition("=")
+                if name.lower() == "for":
+                    node = value.strip().strip('"')
+            if element.strip():
+                hops.append(node)
+    return hops
+
+
 def resolve_client_ip(
     peer: str | None,
     forwarded_for: Iterable[str],
     *,
     trusted_proxies: Sequence[IPNetwork],
+    forwarded: Iterable[str] = (),
 ) -> IPAddress | None:
     """The client address of one request.
 
     ``peer`` is the socket peer's host, ``forwarded_for`` every ``X-Forwarded-For`` header value in
-    order (several headers are joined). When the peer is not a trusted proxy it is the client. Else
+    order (several headers are joined); ``forwarded`` the RFC 7239 ``Forwarded`` header values, used
+    only when there is no ``X-Forwarded-For``. When the peer is not a trusted proxy it is the client. Else
     the hops are walked from the right, skipping trusted proxies; the first untrusted valid hop is
     the client. An unparsable hop stops the walk (nothing to its left can be trusted): ``None``.
     When every hop is trusted, the leftmost is taken. Never raises.
@@ -93,6 +114,8 @@ def resolve_client_ip(
     if not _trusted(peer_ip, trusted_proxies):
         return peer_ip
     hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    if not hops:
+        hops = forwarded_for_hops(forwarded)
     client = peer_ip
     for hop in reversed(hops):
         address = parse_ip(hop)

@@ -2,12 +2,15 @@
 
 Serves the example container on 127.0.0.1 in dry-run mode (outbound requests are recorded, not
 sent), sends one sample Purchase hit to itself, and prints the browser response next to the exact
-Conversions API request it would have sent (token masked).
+Conversions API request it would have sent (token masked). It also serves a small shop at
+``/demo/`` (see :mod:`tagserver.demo_shop`) whose ``/demo/events`` page shows, per event id, the
+browser's Pixel call next to the Conversions API payload.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import sys
@@ -21,6 +24,7 @@ import uvicorn
 from tagserver.app import create_app
 from tagserver.container.loader import load_container
 from tagserver.delivery.recorder import RecordingTransport
+from tagserver.demo_shop import mount_demo_shop
 from tagserver.exceptions import ConfigError
 from tagserver.logs import configure_logging
 from tagserver.settings import load_settings
@@ -58,6 +62,8 @@ def example_tags_dir() -> Path:
 
 def run_demo(*, host: str, port: int, once: bool) -> int:
     """Run the demo until Ctrl-C (or right after the sample hit with ``once``); exit status."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(line_buffering=True)  # the tour shows up at once, even in a file
     environ = dict(os.environ)
     environ.setdefault("META_PIXEL_ID", DEMO_PIXEL_ID)
     environ.setdefault("META_ACCESS_TOKEN", DEMO_TOKEN)
@@ -72,6 +78,8 @@ def run_demo(*, host: str, port: int, once: bool) -> int:
             ),
             "TAGSERVER_FLUSH_INTERVAL": "0.2",
             "TAGSERVER_OUTBOX": "memory",  # the tour keeps nothing on disk
+            # a recording sandbox: a headless browser touring it is no crawler to keep away
+            "TAGSERVER_BLOCK_BOTS": environ.get("TAGSERVER_BLOCK_BOTS", "0"),
             "TAGSERVER_LOG_LEVEL": environ.get("TAGSERVER_LOG_LEVEL", "warning"),
         }
     )
@@ -85,6 +93,7 @@ def run_demo(*, host: str, port: int, once: bool) -> int:
     app = create_app(settings, container=container)
     recorder = app.state.tagserver.recorder
     assert isinstance(recorder, RecordingTransport)
+    mount_demo_shop(app, recorder=recorder, script_path=settings.script_path)
     server = uvicorn.Server(
         uvicorn.Config(
             app, host=host, port=port, log_config=None, access_log=False, server_header=False
@@ -135,7 +144,8 @@ async def _tour(
     if once:
         server.should_exit = True
     else:
-        print(f"\nStill serving on {origin}: POST {origin}/e, GET {origin}/t.js. Ctrl-C stops.")
+        print(f"\nStill serving on {origin}: POST {origin}/e, GET {origin}/t.js.")
+        print(f"Open the demo shop at {origin}/demo/ and watch {origin}/demo/events. Ctrl-C stops.")
     await serving
     return 0
 

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tagserver.consent import GRANTED, Consent
+
+if TYPE_CHECKING:
+    from tagserver.clients.ga4 import GA4Hit
 
 
 @dataclass(frozen=True)
@@ -18,7 +22,13 @@ class Event:
 
     ``event_time`` and ``received_at`` are unix seconds. ``user_data`` is the raw customer
     information as sent (hashed only when a tag builds its request); ``client_ip`` is the resolved
-    public address or ``None``; ``fbp``/``fbc`` are validated cookie values.
+    public address or ``None``; ``fbp``/``fbc`` are validated cookie values. ``cookies`` and
+    ``headers`` (names lower case, ``Cookie`` left out) are the request context that triggers and
+    variables read; they are read-only and never echoed into a response. ``ga4`` is the GA4 hit
+    the event came from (its sGTM event data and raw parameters), ``None`` for ``/e``.
+    ``action_source`` is Meta's (``website`` for browser hits; ``physical_store``,
+    ``system_generated``, ... for events a shop's backend sends to ``POST /api/events``).
+    ``purchase_token`` is the event data key ``x-ts-purchase-token``.
     """
 
     event_name: str
@@ -35,3 +45,10 @@ class Event:
     fbp: str | None = None
     fbc: str | None = None
     visitor_id: str | None = None
+    cookies: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    ga4: GA4Hit | None = None
+    action_source: str = "website"
+    #: The purchase token check (:mod:`tagserver.purchase_token`): ``"valid"``, the reason it
+    #: failed, or ``None`` when the event is no purchase.
+    purchase_token: str | None = None

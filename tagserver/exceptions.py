@@ -5,7 +5,11 @@
     TagserverError
     ├── ConfigError              the operator: bad settings or container (every issue, with its path)
     ├── HitRejected              the browser: a 4xx answer with the JSON error shape of DESIGN.md
-    │   └── PayloadTooLarge      413
+    │   ├── PayloadTooLarge      413
+    │   ├── Unauthorized         401: no valid API key (POST /api/events)
+    │   ├── RequestTooLarge      414/431: query string or headers over their limit
+    │   ├── RateLimited          429 with Retry-After
+    │   └── Overloaded           503 with Retry-After: too many requests in flight
     ├── DeliveryError            the sender: an outbound request did not succeed
     │   ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
     │   └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
@@ -115,6 +119,39 @@ class OriginNotAllowed(HitRejected):
     """A browser request from an origin outside ``TAGSERVER_ALLOWED_ORIGINS``."""
 
     status = 403
+
+
+class Unauthorized(HitRejected):
+    """A server-to-server request without a valid, unrevoked API key (``Authorization: Bearer``)."""
+
+    status = 401
+
+
+class RequestTooLarge(HitRejected):
+    """The query string (414) or the request headers (431) are over their configured limit."""
+
+    def __init__(self, error: str, *, status: int, errors: Sequence[dict[str, str]] = ()) -> None:
+        super().__init__(error, errors=errors)
+        self.status = status
+
+
+class RateLimited(HitRejected):
+    """Too many hits from one client IP or visitor id; ``retry_after`` in whole seconds."""
+
+    status = 429
+
+    def __init__(
+        self, error: str, *, retry_after: int, errors: Sequence[dict[str, str]] = ()
+    ) -> None:
+        super().__init__(error, errors=errors)
+        self.retry_after = retry_after
+
+
+class Overloaded(HitRejected):
+    """More requests in flight than ``TAGSERVER_MAX_CONCURRENCY``; ``retry_after`` in seconds."""
+
+    status = 503
+    retry_after = 1
 
 
 class OutboxError(TagserverError):

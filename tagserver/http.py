@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
@@ -11,15 +12,27 @@ from starlette.responses import JSONResponse
 from tagserver.exceptions import HitRejected, PayloadTooLarge, UnsupportedMediaType
 
 _BODY_TYPES = ("application/json", "text/plain")
+#: What a same-origin ``Origin`` may look like before it is echoed: scheme, host name or IP, port.
+_ORIGIN_RE = re.compile(r"https?://([a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(:[0-9]{1,5})?\Z")
 
 
 def error_response(exc: HitRejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    """DESIGN.md's error shape: ``{"ok": false, "error", "errors": [...], "status"}``, no-store."""
+    """DESIGN.md's error shape: ``{"ok": false, "error", "errors": [...], "status"}``, no-store;
+    ``Retry-After`` (seconds) when the error has a ``retry_after`` (429, 503)."""
+    retry_after = getattr(exc, "retry_after", None)
+    extra = {"retry-after": str(retry_after)} if retry_after is not None else {}
+    errors = [{k: _printable(v) for k, v in e.items()} for e in exc.errors]
     return JSONResponse(
-        {"ok": False, "error": exc.error, "errors": exc.errors, "status": exc.status},
+        {"ok": False, "error": _printable(exc.error), "errors": errors, "status": exc.status},
         status_code=exc.status,
-        headers={"cache-control": "no-store", **(headers or {})},
+        headers={"cache-control": "no-store", **extra, **(headers or {})},
     )
+
+
+def _printable(text: str) -> str:
+    """``text`` as UTF-8 can carry it (a lone surrogate from a hostile key becomes ``?``), at
+    most 300 characters."""
+    return text[:300].encode("utf-8", "replace").decode("utf-8")
 
 
 def check_body_type(request: Request) -> None:
@@ -62,7 +75,7 @@ def origin_allowed(origin: str, *, host: str | None, allowed: Sequence[str]) -> 
     path mount, whatever scheme the proxy in front speaks). ``null`` is never allowed."""
     if origin in allowed:
         return True
-    if origin == "null" or not host:
+    if origin == "null" or not host or not _ORIGIN_RE.match(origin):
         return False
     parts = urlsplit(origin)
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
@@ -77,11 +90,11 @@ def cors_headers(origin: str) -> dict[str, str]:
     }
 
 
-def preflight_headers(origin: str) -> dict[str, str]:
+def preflight_headers(origin: str, *, methods: str = "POST, OPTIONS") -> dict[str, str]:
     """Answer to an allowed ``OPTIONS`` preflight (cached by the browser for a day)."""
     return {
         **cors_headers(origin),
-        "access-control-allow-methods": "POST, OPTIONS",
+        "access-control-allow-methods": methods,
         "access-control-allow-headers": "content-type",
         "access-control-max-age": "86400",
     }

@@ -90,6 +90,13 @@ def registrable_domain(host: str) -> str | None:
     return result if isinstance(result, str) else None
 
 
+def is_public_suffix(host: str) -> bool:
+    """True for a suffix under which anyone can register (``co.uk``, ``github.io``, ``com``);
+    a bare single label such as ``localhost`` is not one."""
+    host = host.lower().rstrip(".")
+    return "." in host and not _is_ip(host) and registrable_domain(host) is None
+
+
 def resolve_cookie_scope(host: str | None, site_domains: Sequence[str]) -> CookieScope | None:
     """The cookie scope for a request to ``host`` (the ``Host`` header, port allowed).
 
@@ -156,8 +163,29 @@ def visitor_cookie_name(scope: CookieScope) -> str:
     return "__Host-tsid" if scope.domain is None else "__Secure-tsid"
 
 
+def parse_cookie_header(header: str) -> dict[str, list[str]]:
+    """Every value of every cookie in a ``Cookie`` header, in order (``a=1; a=2`` → ``{"a": ["1",
+    "2"]}``): browsers send duplicates when cookies of one name exist on several domains or
+    paths, and the first valid one must win, not the last."""
+    values: dict[str, list[str]] = {}
+    for part in header.split(";"):
+        name, sep, value = part.partition("=")
+        if sep:
+            values.setdefault(name.strip(), []).append(value.strip().strip('"'))
+    return values
+
+
+def _first_valid(values: str | Sequence[str] | None, pattern: re.Pattern[str]) -> str | None:
+    if values is None:
+        return None
+    for value in [values] if isinstance(values, str) else values:
+        if pattern.match(value):
+            return value
+    return None
+
+
 def resolve_identity(
-    cookies: Mapping[str, str],
+    cookies: Mapping[str, str] | Mapping[str, list[str]],
     *,
     page_url: str | None,
     referrer_url: str | None,
@@ -169,6 +197,9 @@ def resolve_identity(
     max_age: int,
 ) -> Identity:
     """Read, mint and refresh the identity of one hit.
+
+    ``cookies`` maps a name to its value or to all its values (:func:`parse_cookie_header`); the
+    first valid value wins.
 
     ``_fbp`` is kept when valid, minted when missing; ``_fbc`` is built from the ``fbclid`` of
     ``page_url`` (else ``referrer_url``) and replaced only when a different click id arrives; a
@@ -184,14 +215,10 @@ def resolve_identity(
     domain = scope.domain if scope is not None else None
 
     if ad_storage:
-        fbp = cookies.get("_fbp")
-        if fbp is not None and not FBP_RE.match(fbp):
-            fbp = None
+        fbp = _first_valid(cookies.get("_fbp"), FBP_RE)
         if fbp is None and scope is not None:
             fbp = new_fbp(subdomain_index=index, now_ms=now_ms)
-        fbc = cookies.get("_fbc")
-        if fbc is not None and not FBC_RE.match(fbc):
-            fbc = None
+        fbc = _first_valid(cookies.get("_fbc"), FBC_RE)
         fbclid = fbclid_from_url(page_url) or fbclid_from_url(referrer_url)
         if fbclid is not None and (fbc is None or fbclid_of_fbc(fbc) != fbclid):
             fbc = build_fbc(fbclid, subdomain_index=index, now_ms=now_ms)
@@ -203,7 +230,10 @@ def resolve_identity(
     visitor_id: str | None = None
     if analytics_storage and scope is not None:
         name = visitor_cookie_name(scope)
-        visitor_id = _unsign_visitor_id(signer, cookies.get(name))
+        raw_ids = cookies.get(name)
+        candidates = [raw_ids] if isinstance(raw_ids, str) else list(raw_ids or [])
+        unsigned = (_unsign_visitor_id(signer, raw) for raw in candidates)
+        visitor_id = next((v for v in unsigned if v is not None), None)
         if visitor_id is None:
             visitor_id = uuid.uuid4().hex
         signed = signer.sign(visitor_id).decode("ascii")

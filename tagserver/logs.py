@@ -14,17 +14,29 @@ import sys
 import time
 from typing import Any
 
+from tagserver.secret import redact_secrets
+
 _STANDARD = frozenset(
     logging.LogRecord("", 0, "", 0, "", (), None).__dict__.keys()
     | {"message", "asctime", "taskName"}
 )
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _TOKEN_RE = re.compile(r"\bEAA[A-Za-z0-9_-]{8,}")
+#: International numbers (``+44 7700 900123``) and national digit groups split by spaces
+#: (``07700 900123``). Dash-joined digits are left alone: they are how ids, dates and UUIDs look
+#: (``purchase-2024-100234``), and a masked id cannot be traced.
+_PHONE_RE = re.compile(
+    r"\+\d[\d ().-]{5,}\d"  # international: +44 7700 900123, +1 (650) 555-1212
+    r"|(?<![\w-])\(?\d{2,5}\)?[ ]\d{3,}(?:[ ]\d{2,})*"  # national, groups split by spaces
+)
 
 
 def redact(text: str) -> str:
-    """Mask e-mail addresses and Meta access tokens (``EAA...``) in ``text``."""
-    return _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", text))
+    """Mask known secrets (:func:`tagserver.secret.redact_secrets`), e-mail addresses, phone-shaped
+    numbers and Meta access tokens (``EAA...``) in ``text``."""
+    return _PHONE_RE.sub(
+        "***", _TOKEN_RE.sub("EAA***", _EMAIL_RE.sub("***@***", redact_secrets(text)))
+    )
 
 
 class JsonFormatter(logging.Formatter):
@@ -38,7 +50,7 @@ class JsonFormatter(logging.Formatter):
             "msg": record.getMessage(),
         }
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and not key.startswith("_") and key != "color_message":
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -54,8 +66,31 @@ def configure_logging(level: str) -> None:
         logger.handlers[:] = [handler]
         logger.setLevel(level.upper())
         logger.propagate = False
+    # everything else (asyncio's "Task exception was never retrieved", libraries) goes through the
+    # same JSON formatter and its redaction, never Python's plain default handler
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").disabled = True
     logging.getLogger("httpx").setLevel(logging.WARNING)
+
+
+_GA4_ROUTES = ("/g/collect", "/_/set_cookie", "/_/service_worker/")
+
+
+def loggable_path(path: str, status: int) -> str:
+    """The request path as the access log may show it: a path no route matched (404) could be
+    anything the client typed (an e-mail, a name), so it is not shown; the free prefix of a GA4
+    route is shown as ``/{prefix}``."""
+    if status == 404:
+        return "(not found)"
+    for route in _GA4_ROUTES:
+        at = path.find(route)
+        if at > 0:
+            return "/{prefix}" + (route if route.endswith("/") else path[at:])[:100]
+        if at == 0 and route.endswith("/"):
+            return route
+    return path[:200]
 
 
 class AccessLogMiddleware:
@@ -87,7 +122,7 @@ class AccessLogMiddleware:
                     "request",
                     extra={
                         "method": scope["method"],
-                        "path": scope["path"][:200],
+                        "path": loggable_path(scope["path"], status),
                         "status": status,
                         "ms": round((time.perf_counter() - start) * 1000, 2),
                     },

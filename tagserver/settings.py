@@ -57,7 +57,7 @@ class Settings:
     log_level: str = "info"
     dry_run: bool = False
     tags_dir: Path = Path("tags")
-    max_body_bytes: int = 64 * 1024
+    max_body_bytes: int = 32 * 1024
     cookie_max_age_s: int = 90 * 24 * 3600
     flush_interval_s: float = 1.0
     outbound_timeout_s: float = 5.0
@@ -70,6 +70,26 @@ class Settings:
     metrics_token: Secret | None = None
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
+    reload_interval_s: float = 1.0
+    #: ``js``: GA4's client id is the page's ``cid``; ``server``: an HttpOnly ``FPID`` cookie.
+    ga4_client_id: str = "js"
+    #: The GA4 event parameter (after ``ep.``) that carries the page's event id for Meta.
+    ga4_event_id_param: str = "event_id"
+    #: SQLite file of the API keys and idempotency records of ``POST /api/events``.
+    keys_path: Path = Path("tagserver-keys.sqlite3")
+    # abuse limits and privacy (docs/SECURITY.md); a rate limit of 0 is off
+    max_header_bytes: int = 16 * 1024
+    max_query_bytes: int = 32 * 1024  # a backstop: the GA4 client refuses over 16 KiB with 400
+    rate_limit_ip: int = 600  # hits per minute per trusted client IP
+    rate_limit_visitor: int = 120  # hits per minute per visitor id
+    max_concurrency: int = 256  # requests in flight per process
+    outbound_max_connections: int = 20
+    #: ``Sec-GPC: 1``: ``ldu`` (Meta Limited Data Use), ``suppress`` (no ad tag fires), ``off``.
+    gpc: str = "ldu"
+    #: Known crawlers (crawler-user-agents list) are kept away from ad destinations.
+    block_bots: bool = True
+    #: Keys that verify signed purchase tokens, newest first (``tagserver sign`` uses the first).
+    purchase_token_keys: tuple[Secret, ...] = ()
 
     @property
     def uses_dev_key(self) -> bool:
@@ -154,6 +174,9 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     dry = read("TAGSERVER_DRY_RUN", _parse_bool, "1/0, true/false, yes/no")
     if dry is not None:
         values["dry_run"] = dry
+    keys_file = read("TAGSERVER_KEYS", Path, "a SQLite file path for the API keys")
+    if keys_file is not None:
+        values["keys_path"] = keys_file
     tags = read("TAGSERVER_TAGS", Path, "a folder of container JSON files")
     if tags is not None:
         values["tags_dir"] = tags
@@ -162,8 +185,37 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
     )
     if country is not None:
         values["default_country"] = country
+    mode = read("TAGSERVER_GA4_CLIENT_ID", _parse_ga4_client_id, "js or server")
+    if mode is not None:
+        values["ga4_client_id"] = mode
+    param = read(
+        "TAGSERVER_GA4_EVENT_ID_PARAM", _parse_param_name, "a parameter name such as event_id"
+    )
+    if param is not None:
+        values["ga4_event_id_param"] = param
+
+    gpc = read("TAGSERVER_GPC", _parse_gpc, "ldu, suppress or off")
+    if gpc is not None:
+        values["gpc"] = gpc
+    bots = read("TAGSERVER_BLOCK_BOTS", _parse_bool, "1/0, true/false, yes/no")
+    if bots is not None:
+        values["block_bots"] = bots
+    token_keys = read("TAGSERVER_PURCHASE_TOKEN_KEYS", _split, "a comma list of keys, newest first")
+    if token_keys:
+        if any(len(k) < 16 for k in token_keys):
+            issues.append(ConfigIssue("environment", "TAGSERVER_PURCHASE_TOKEN_KEYS",
+                                      "a key is shorter than 16 characters"))
+        values["purchase_token_keys"] = tuple(Secret(k) for k in token_keys)
 
     numbers: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
+        ("TAGSERVER_MAX_HEADER_BYTES", "max_header_bytes", _positive_int, "a number of bytes"),
+        ("TAGSERVER_MAX_QUERY_BYTES", "max_query_bytes", _positive_int, "a number of bytes"),
+        ("TAGSERVER_RATE_LIMIT_IP", "rate_limit_ip", _non_negative_int, "hits a minute; 0 = off"),
+        ("TAGSERVER_RATE_LIMIT_VISITOR", "rate_limit_visitor", _non_negative_int,
+         "hits a minute; 0 = off"),
+        ("TAGSERVER_MAX_CONCURRENCY", "max_concurrency", _positive_int, "a whole number"),
+        ("TAGSERVER_OUTBOUND_MAX_CONNECTIONS", "outbound_max_connections", _positive_int,
+         "a whole number"),
         ("TAGSERVER_MAX_BODY_BYTES", "max_body_bytes", _positive_int, "a whole number of bytes"),
         (
             "TAGSERVER_COOKIE_MAX_AGE",
@@ -180,6 +232,11 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         ("TAGSERVER_OUTBOX_LEASE", "outbox_lease_s", _positive_float, "seconds, e.g. 30"),
         ("TAGSERVER_METRICS_PORT", "metrics_port", _port, "a TCP port number, e.g. 9100"),
     )
+    reload = read(
+        "TAGSERVER_RELOAD_INTERVAL", _non_negative_float, "seconds between container checks; 0 = off"
+    )
+    if reload is not None:
+        values["reload_interval_s"] = reload
     for name, key, parse, expected in numbers:
         number = read(name, parse, expected)
         if number is not None:
@@ -217,10 +274,14 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
 
 
 def _parse_domains(raw: str) -> list[str]:
+    from tagserver.identity import is_public_suffix
+
     domains = [d.lower().rstrip(".") for d in _split(raw)]
     for domain in domains:
         if not _DOMAIN_RE.match(domain):
             raise ValueError(f"{domain!r} is not a host name")
+        if is_public_suffix(domain):
+            raise ValueError(f"{domain!r} is a public suffix: no cookie can be set on it")
     return domains
 
 
@@ -243,7 +304,11 @@ def _parse_origins(raw: str) -> list[str]:
 def _parse_networks(raw: str) -> list[IPNetwork]:
     if raw.strip() == "*":
         raise ValueError("'*' would let any client choose its IP")
-    return [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    networks = [ipaddress.ip_network(part, strict=False) for part in _split(raw)]
+    for network in networks:
+        if network.prefixlen == 0:
+            raise ValueError(f"{network} trusts every address: any client could choose its IP")
+    return networks
 
 
 def _parse_base_url(raw: str) -> str:
@@ -302,6 +367,20 @@ def _port(raw: str) -> int:
     return number
 
 
+def _parse_ga4_client_id(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in ("js", "server"):
+        raise ValueError(f"{raw!r} is not a client id mode")
+    return mode
+
+
+def _parse_param_name(raw: str) -> str:
+    name = raw.removeprefix("ep.")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,100}", name):
+        raise ValueError(f"{raw!r} is not a parameter name")
+    return name
+
+
 def _positive_int(raw: str) -> int:
     number = int(raw)
     if number <= 0:
@@ -314,3 +393,24 @@ def _positive_float(raw: str) -> float:
     if not number > 0 or number != number or number == float("inf"):
         raise ValueError(f"{raw!r} is not a positive number")
     return number
+
+
+def _non_negative_float(raw: str) -> float:
+    number = float(raw)
+    if not number >= 0 or number == float("inf"):
+        raise ValueError(f"{raw!r} is not a number of seconds")
+    return number
+
+
+def _non_negative_int(raw: str) -> int:
+    number = int(raw)
+    if number < 0:
+        raise ValueError(f"{raw!r} is negative")
+    return number
+
+
+def _parse_gpc(raw: str) -> str:
+    mode = raw.lower()
+    if mode not in ("ldu", "suppress", "off"):
+        raise ValueError(f"{raw!r} is not a GPC mode")
+    return mode

@@ -9,12 +9,14 @@ import pytest
 
 from tests.e2e.redis_server import RedisServerProcess
 from tests.e2e.server import SHIPPED_TAGS_DIR, ServerStartError, TagServerProcess, default_env
+from tests.fakes.ga4 import FakeGA4
 from tests.fakes.graph import FakeGraphAPI
 
 StartServer = Callable[..., TagServerProcess]
 
 _SERVERS = pytest.StashKey[list[TagServerProcess]]()
 _GRAPH = pytest.StashKey[FakeGraphAPI]()
+_GA4 = pytest.StashKey[FakeGA4]()
 
 
 @pytest.fixture(scope="session")
@@ -45,17 +47,25 @@ def fake_graph(request: pytest.FixtureRequest) -> Iterator[FakeGraphAPI]:
 
 
 @pytest.fixture
+def fake_ga4(request: pytest.FixtureRequest) -> Iterator[FakeGA4]:
+    """A fresh fake of GA4's collection endpoint on 127.0.0.1 (see tests/fakes/ga4.py)."""
+    with FakeGA4() as fake:
+        request.node.stash[_GA4] = fake
+        yield fake
+
+
+@pytest.fixture
 def start_server(
-    request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI
+    request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI, fake_ga4: FakeGA4
 ) -> Iterator[StartServer]:
-    """Factory: ``start_server(env={...}, tags_dir=..., args=(...))`` runs ``tagserver serve``
-    (with ``args`` appended, e.g. ``("--workers", "2")``) and waits.
+    """Factory: ``start_server(env={...}, tags_dir=..., args=(...), tls=(key, cert))`` runs
+    ``tagserver serve`` (with ``args`` appended, e.g. ``("--workers", "2")``) and waits.
 
     The environment is a copy of ``os.environ`` plus :func:`default_env` (pointing at
-    ``fake_graph``), then ``env`` (None removes a variable). Every started server is stopped
-    with SIGTERM at teardown; a failing test's report shows each server's output and the
-    requests the fake Graph API received. A server that does not become healthy fails the test
-    with its captured output.
+    ``fake_graph``) and ``TAGSERVER_GA4_URL`` (pointing at ``fake_ga4``), then ``env`` (None
+    removes a variable). Every started server is stopped with SIGTERM at teardown; a failing
+    test's report shows each server's output and the requests the fakes received. A server
+    that does not become healthy fails the test with its captured output.
     """
     started: list[TagServerProcess] = []
     request.node.stash[_SERVERS] = started
@@ -65,9 +75,11 @@ def start_server(
         env: Mapping[str, str | None] | None = None,
         tags_dir: Path = SHIPPED_TAGS_DIR,
         args: tuple[str, ...] = (),
+        tls: tuple[Path, Path] | None = None,
     ) -> TagServerProcess:
         merged: dict[str, str | None] = {
             **default_env(graph_url=fake_graph.url, outbox=tmp_path / "outbox.sqlite3"),
+            "TAGSERVER_GA4_URL": fake_ga4.url,
             **(env or {}),
         }
         server = TagServerProcess(
@@ -75,6 +87,7 @@ def start_server(
             env=merged,
             output_path=tmp_path / f"server-{len(started)}.log",
             extra_args=args,
+            tls=tls,
         )
         started.append(server)
         try:
@@ -112,4 +125,7 @@ def pytest_runtest_makereport(
         fake = item.stash.get(_GRAPH, None)
         if fake is not None:
             report.sections.append(("fake Graph API requests", fake.describe()))
+        ga4 = item.stash.get(_GA4, None)
+        if ga4 is not None:
+            report.sections.append(("fake GA4 requests", ga4.describe()))
     return report

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,9 +40,45 @@ class CollectHit:
     consent: Consent = GRANTED
 
 
+#: Deepest nesting accepted in a body (the body object itself is level 1).
+MAX_DEPTH = 16
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_tree(value: object, path: str, depth: int, errors: list[dict[str, str]]) -> None:
+    """Collect what JSON allows but a UTF-8 JSON request to Meta cannot carry: lone surrogates,
+    non-finite numbers, and nesting deeper than :data:`MAX_DEPTH`."""
+    if len(errors) >= 10:
+        return
+    if isinstance(value, str):
+        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+            errors.append({"field": path, "message": "contains a lone UTF-16 surrogate"})
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            errors.append({"field": path, "message": "number out of range"})
+    elif isinstance(value, dict | list):
+        if depth > MAX_DEPTH:
+            errors.append({"field": path, "message": f"nested deeper than {MAX_DEPTH} levels"})
+            return
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str) and any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+                errors.append({"field": path, "message": "a key contains a lone UTF-16 surrogate"})
+            _check_tree(item, f"{path}.{key}" if path else str(key), depth + 1, errors)
+
+
 def decode_json_body(body: bytes) -> dict[str, Any]:
-    """UTF-8 JSON object from ``body``; raises :class:`HitRejected` for invalid UTF-8, malformed
-    JSON (with line and column) or a value that is not an object."""
+    """UTF-8 JSON object from ``body``.
+
+    Raises :class:`HitRejected` for invalid UTF-8, malformed JSON (with line and column), a value
+    that is not an object, ``NaN``/``Infinity`` or numbers out of range, integers too long to
+    convert, lone UTF-16 surrogates (``"\\ud800"``: no UTF-8 request can carry them) and nesting
+    deeper than :data:`MAX_DEPTH`.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -52,7 +89,7 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
     if text.startswith("\ufeff"):
         text = text[1:]
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise HitRejected(
             "body is not valid JSON",
@@ -64,12 +101,26 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
         raise HitRejected(
             "body is nested too deeply", errors=[{"field": "body", "message": "too deep"}]
         ) from None
+    except ValueError as exc:  # NaN/Infinity, integers over Python's digit limit
+        raise HitRejected(
+            "body holds a number JSON cannot carry",
+            errors=[{"field": "body", "message": str(exc)[:120]}],
+        ) from None
     if not isinstance(data, dict):
         raise HitRejected(
             "body must be a JSON object",
             errors=[{"field": "body", "message": f"expected an object, got {type(data).__name__}"}],
         )
+    errors: list[dict[str, str]] = []
+    _check_tree(data, "", 1, errors)
+    if errors:
+        raise HitRejected("body holds values that cannot be sent on", errors=errors)
     return data
+
+
+def _is_clean_text(value: str) -> bool:
+    """No control characters (C0, DEL, C1): everything else is kept byte-for-byte."""
+    return _CONTROL.search(value) is None
 
 
 def parse_event_time(raw: object, *, now: float) -> int:
@@ -96,7 +147,12 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
 
     Raises :class:`HitRejected` with every field error (``{"field", "message"}``).
     """
-    data = decode_json_body(body)
+    return parse_collect_object(decode_json_body(body), now=now)
+
+
+def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> CollectHit:
+    """:func:`parse_collect_body` for an already decoded JSON object (one event of a
+    ``POST /api/events`` batch too). Raises :class:`HitRejected` with every field error."""
     now = time.time() if now is None else now
     errors: list[dict[str, str]] = []
 
@@ -106,8 +162,8 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
     name = data.get("event_name")
     if not isinstance(name, str) or not name.strip():
         bad("event_name", 'required: a non-empty string such as "Purchase" or "page_view"')
-    elif len(name) > MAX_NAME_LENGTH or not name.isprintable():
-        bad("event_name", f"at most {MAX_NAME_LENGTH} printable characters")
+    elif len(name) > MAX_NAME_LENGTH or not _is_clean_text(name):
+        bad("event_name", f"at most {MAX_NAME_LENGTH} characters, no control characters")
 
     raw_id = data.get("event_id")
     event_id: str | None = None
@@ -117,8 +173,8 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
         bad("event_id", "expected a string (or an integer), kept exactly as sent")
     else:
         event_id = raw_id if isinstance(raw_id, str) else str(raw_id)
-        if not event_id or len(event_id) > MAX_ID_LENGTH or not event_id.isprintable():
-            bad("event_id", f"1 to {MAX_ID_LENGTH} printable characters")
+        if not event_id or len(event_id) > MAX_ID_LENGTH or not _is_clean_text(event_id):
+            bad("event_id", f"1 to {MAX_ID_LENGTH} characters, no control characters")
 
     event_time = int(now)
     try:

@@ -1,37 +1,42 @@
 """Loads and validates the container: every ``*.json`` file of the tags folder.
 
 Validation is by the JSON Schema shipped beside this module (draft 2020-12), then semantic checks
-(unique tag names, environment variables that are referenced but unset). Every problem of every
-file is collected into one :class:`~tagserver.exceptions.ConfigError`, each with its file and JSON
-path, what was expected and a hint.
+(:mod:`tagserver.container.build`: unique names, known references, regexes that compile, secrets
+that are set and used safely). Every problem of every file is collected into one
+:class:`~tagserver.exceptions.ConfigError`, each with its file and JSON path, what was expected and
+a hint.
 """
 
 from __future__ import annotations
 
-import difflib
 import functools
 import hashlib
 import json
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError, best_match
 
+from tagserver.container.build import ContainerFile, build_container
+from tagserver.container.model import Container, ContainerTag
+from tagserver.container.schema_errors import describe_error, json_path
 from tagserver.exceptions import ConfigError, ConfigIssue
-from tagserver.tags import TAG_TYPES, Tag
+
+__all__ = [
+    "Container",
+    "ContainerTag",
+    "check_container_file",
+    "container_schema",
+    "load_container",
+    "schema_path",
+]
 
 
-@dataclass(frozen=True)
-class Container:
-    """The validated tags, in file then list order. ``version`` is a content hash (12 hex) that
-    changes whenever any file changes."""
-
-    tags: tuple[Tag, ...]
-    version: str
+def schema_path() -> Path:
+    """Where the container JSON Schema lives in the installed package."""
+    return Path(str(resources.files("tagserver.container").joinpath("schema.json")))
 
 
 @functools.cache
@@ -47,89 +52,37 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(container_schema())
 
 
-def _json_path(error: ValidationError) -> str:
-    path = "$"
-    for part in error.absolute_path:
-        path += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return path
+def _env_refs(data: object) -> Iterator[tuple[str, str]]:
+    """``(JSON path, variable)`` of every ``{"env": NAME}`` in a tag's own keys (the only place
+    the schema allows one: a webhook body may well hold an ``env`` key of its own)."""
+    tags = data.get("tags") if isinstance(data, dict) else None
+    if not isinstance(tags, list):
+        return
+    for i, tag in enumerate(tags):
+        if not isinstance(tag, dict):
+            continue
+        for key in _env_keys(str(tag.get("type"))):
+            value = tag.get(key)
+            if isinstance(value, dict) and set(value) == {"env"} and isinstance(value["env"], str):
+                yield f"$.tags[{i}].{key}", value["env"]
 
 
-def _is_secret_choice(error: ValidationError) -> bool:
-    """A ``oneOf`` between a literal and ``{"env": ...}``: report it as one problem."""
-    return error.validator == "oneOf" and any(
-        isinstance(choice, dict) and choice.get("$ref") == "#/$defs/env"
-        for choice in (error.validator_value if isinstance(error.validator_value, list) else [])
+@functools.cache
+def _env_keys(tag_type: str) -> frozenset[str]:
+    """The keys of a tag type whose schema accepts ``{"env": NAME}``."""
+    branch = container_schema()["$defs"].get(f"{tag_type}_tag", {})
+    return frozenset(
+        key for key, schema in branch.get("properties", {}).items()
+        if "#/$defs/env" in json.dumps(schema)
     )
-
-
-def _describe(error: ValidationError, where: str) -> ConfigIssue:
-    if error.context and not _is_secret_choice(error):
-        error = best_match(error.context)
-    path = _json_path(error)
-    hint = ""
-    schema = error.schema if isinstance(error.schema, dict) else {}
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = list(schema.get("properties", {}))
-        extras = [k for k in error.instance if k not in allowed]
-        for extra in extras:
-            close = difflib.get_close_matches(extra, allowed, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "allowed keys: " + ", ".join(allowed)
-            return ConfigIssue(where, f"{path}.{extra}", f"unknown key {extra!r}", hint)
-    if schema.get("required") == ["env"] or error.validator == "oneOf":
-        if "env" in schema.get("properties", {}) or error.validator == "oneOf":
-            return ConfigIssue(where, path, _safe_message(error, secret=True),
-                               'secrets and ids come from the environment: {"env": "VARIABLE"}')
-    if error.validator == "enum" and isinstance(error.validator_value, list):
-        hint = "expected one of " + ", ".join(json.dumps(v) for v in error.validator_value)
-    elif error.validator == "required":
-        hint = "add the missing key"
-    return ConfigIssue(where, path, _safe_message(error, secret=False), hint)
-
-
-_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", bool: "a boolean",
-               int: "a number", float: "a number", type(None): "null"}
-
-
-def _safe_message(error: ValidationError, *, secret: bool) -> str:
-    """jsonschema's message, without the offending value when it could be a secret: any value of a
-    secret field, objects, and strings over 40 characters (a token pasted by mistake)."""
-    short = isinstance(error.instance, int | float | bool | None) or (
-        isinstance(error.instance, str) and len(error.instance) <= 40
-    )
-    if short and not secret:
-        return error.message
-    got = _JSON_TYPES.get(type(error.instance), "a value")
-    if error.validator == "type":
-        return f"expected {error.validator_value}, got {got}"
-    if error.validator == "pattern":
-        return f"does not match the pattern {error.validator_value}"
-    if error.validator in ("enum", "const"):
-        shown = json.dumps(error.instance) if isinstance(error.instance, str) else got
-        return f"{shown[:40]} is not allowed"
-    if error.validator == "oneOf":
-        return f"got {got}, which matches none of the allowed forms"
-    if error.validator in ("required", "additionalProperties", "uniqueItems", "minItems"):
-        return error.message
-    return f"{got} fails the {error.validator!r} rule"
-
-
-def _env_refs(node: object, path: str = "$") -> Iterator[tuple[str, str]]:
-    if isinstance(node, dict):
-        if set(node) == {"env"} and isinstance(node["env"], str):
-            yield path, node["env"]
-            return
-        for key, value in node.items():
-            yield from _env_refs(value, f"{path}.{key}")
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            yield from _env_refs(value, f"{path}[{i}]")
 
 
 def check_container_file(
     data: object, *, where: str, environ: Mapping[str, str]
 ) -> list[ConfigIssue]:
-    """Every schema and environment problem of one parsed file (empty list: valid)."""
-    issues = [_describe(e, where) for e in sorted(_validator().iter_errors(data), key=_json_path)]
+    """Every schema and ``{"env": NAME}`` problem of one parsed file (empty list: valid)."""
+    errors = sorted(_validator().iter_errors(data), key=json_path)
+    issues = [describe_error(e, where) for e in errors]
     for path, name in _env_refs(data):
         if not environ.get(name, "").strip():
             issues.append(
@@ -143,36 +96,85 @@ def check_container_file(
     return issues
 
 
-def load_container(directory: Path, *, environ: Mapping[str, str]) -> Container:
-    """Load every ``*.json`` file of ``directory`` (sorted by name) into a :class:`Container`.
+class _NonFinite(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity``: Python's json accepts them, JSON does not."""
 
-    Raises :class:`ConfigError` with every problem: a missing folder, a file that is not UTF-8
-    JSON (with line and column), schema violations, duplicate tag names, unset variables.
+
+def _refuse_constant(name: str) -> Any:
+    raise _NonFinite(name)
+
+
+def parse_json(raw: bytes) -> tuple[Any, list[tuple[str, str]]]:
+    """Strict JSON from UTF-8 bytes (a leading BOM is skipped): the value and the
+    ``(JSON path, key)`` of every key repeated within one object (the last one is kept).
+
+    Raises ``UnicodeDecodeError``, ``json.JSONDecodeError``, ``RecursionError``, or a
+    ``ValueError`` for ``NaN``/``Infinity`` (RFC 8259 has neither).
+    """
+    repeated: dict[int, list[str]] = {}
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            keys: list[str] = []
+            for key, _ in pairs:
+                if key in seen and key not in keys:
+                    keys.append(key)
+                seen.add(key)
+            repeated[id(obj)] = keys
+        return obj
+
+    data = json.loads(raw.decode("utf-8-sig"), object_pairs_hook=pairs_hook,
+                      parse_constant=_refuse_constant)
+    found: list[tuple[str, str]] = []
+    if repeated:
+        _find_repeated(data, "$", repeated, found)
+    return data, found
+
+
+def _find_repeated(
+    value: Any, path: str, repeated: dict[int, list[str]], found: list[tuple[str, str]]
+) -> None:
+    if isinstance(value, dict):
+        found.extend((f"{path}.{key}", key) for key in repeated.get(id(value), ()))
+        for key, item in value.items():
+            _find_repeated(item, f"{path}.{key}", repeated, found)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _find_repeated(item, f"{path}[{index}]", repeated, found)
+
+
+def read_container_files(
+    directory: Path, *, environ: Mapping[str, str]
+) -> tuple[list[ContainerFile], list[ConfigIssue], str]:
+    """Parse and schema-check every ``*.json`` of ``directory`` (sorted by name).
+
+    Returns the parsed files (``valid`` false for those with schema problems), the problems, and
+    the version: the first 12 hex of a SHA-256 over every file's name and bytes.
     """
     if not directory.is_dir():
-        raise ConfigError(
-            [
-                ConfigIssue(
-                    str(directory),
-                    "$",
-                    "the tags folder does not exist",
-                    "pass --tags DIR or set TAGSERVER_TAGS",
-                )
-            ]
+        issue = ConfigIssue(
+            str(directory), "$", "the tags folder does not exist",
+            "give the folder of container *.json files; the default is TAGSERVER_TAGS, else ./tags"
         )
-    files = sorted(directory.glob("*.json"))
+        return [], [issue], ""
+    paths = sorted(directory.glob("*.json"))
     issues: list[ConfigIssue] = []
-    if not files:
+    if not paths:
         issues.append(ConfigIssue(str(directory), "$", "no *.json container files in the folder"))
     digest = hashlib.sha256()
-    tags: list[Tag] = []
-    names: dict[str, str] = {}
-    for file in files:
-        where = str(file)
-        raw = file.read_bytes()
-        digest.update(file.name.encode() + b"\0" + raw + b"\0")
+    files: list[ContainerFile] = []
+    for path in paths:
+        where = str(path)
         try:
-            data = json.loads(raw.decode("utf-8"))
+            raw = path.read_bytes()
+        except OSError as exc:
+            issues.append(ConfigIssue(where, "$", f"cannot read the file: {exc.strerror}"))
+            continue
+        digest.update(path.name.encode() + b"\0" + raw + b"\0")
+        try:
+            data, duplicates = parse_json(raw)
         except UnicodeDecodeError:
             issues.append(ConfigIssue(where, "$", "the file is not UTF-8"))
             continue
@@ -183,27 +185,32 @@ def load_container(directory: Path, *, environ: Mapping[str, str]) -> Container:
                 )
             )
             continue
+        except _NonFinite as exc:
+            issues.append(ConfigIssue(where, "$", f"not JSON: {exc} is not a JSON number",
+                                      "write a number, or null"))
+            continue
+        except RecursionError:
+            issues.append(ConfigIssue(where, "$", "not JSON: nested too deeply"))
+            continue
+        for key_path, key in duplicates:
+            issues.append(ConfigIssue(where, key_path, f"duplicate key {key!r} in one object",
+                                      "JSON readers disagree on which one counts: keep one"))
         file_issues = check_container_file(data, where=where, environ=environ)
         issues.extend(file_issues)
-        if file_issues:
-            continue
-        for i, raw_tag in enumerate(data["tags"]):
-            name = raw_tag["name"]
-            if name in names:
-                issues.append(
-                    ConfigIssue(
-                        where,
-                        f"$.tags[{i}].name",
-                        f"duplicate tag name {name!r}",
-                        f"also in {names[name]}",
-                    )
-                )
-                continue
-            names[name] = where
-            try:
-                tags.append(TAG_TYPES[raw_tag["type"]].from_config(raw_tag, environ=environ))
-            except ValueError as exc:
-                issues.append(ConfigIssue(where, f"$.tags[{i}]", str(exc)))
+        files.append(ContainerFile(where, data, valid=not file_issues))
+    return files, issues, digest.hexdigest()[:12]
+
+
+def load_container(directory: Path, *, environ: Mapping[str, str]) -> Container:
+    """Load every ``*.json`` file of ``directory`` (sorted by name) into a :class:`Container`.
+
+    Raises :class:`ConfigError` with every problem: a missing folder, a file that is not UTF-8
+    JSON (with line and column), schema violations, and the semantic problems of
+    :mod:`tagserver.container.build` in the files that passed the schema.
+    """
+    files, issues, version = read_container_files(directory, environ=environ)
+    container, problems = build_container(files, environ=environ, version=version)
+    issues.extend(problems)
     if issues:
         raise ConfigError(issues)
-    return Container(tags=tuple(tags), version=digest.hexdigest()[:12])
+    return container

@@ -21,6 +21,10 @@ DropReason = Literal[
     "shutdown",  # still undelivered when the drain timeout ended (only a non-durable outbox)
     "unknown_destination",  # an outbox entry whose destination no tag of the container sends to
     "tag_error",  # a tag raised while building: a bug, logged with the tag's name
+    "internal_error",  # delivery itself raised: a bug, logged with its traceback
+    "bot",  # a known crawler's User-Agent: kept away from ad destinations
+    "gpc",  # Sec-GPC: 1 with TAGSERVER_GPC=suppress: no ad destination
+    "invalid_purchase_token",  # a tag requires a signed purchase token; it was missing or bad
 ]
 DROP_REASONS: tuple[str, ...] = get_args(DropReason)
 

@@ -2,7 +2,7 @@
 
 Used by ``TAGSERVER_DRY_RUN=1`` and ``tagserver demo``. Answers like the real services (Meta:
 ``{"events_received": N, ...}``; others: 204) so the whole delivery path runs. Recorded bodies
-have their ``access_token`` masked.
+have their ``access_token`` and every known secret (:func:`tagserver.secret.redact_secrets`) masked.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-MASK = "***"
+from tagserver.secret import MASK, redact_json, redact_secrets
 
 
 class RecordingTransport(httpx.AsyncBaseTransport):
@@ -33,15 +33,14 @@ class RecordingTransport(httpx.AsyncBaseTransport):
             data = body.decode("utf-8", "replace")
         if isinstance(data, dict) and "access_token" in data:
             data["access_token"] = MASK
+        record = {
+            "time": time.time(),
+            "method": request.method,
+            "url": redact_secrets(str(request.url)),
+            "json": redact_json(data),
+        }
         with self._lock:
-            self._records.append(
-                {
-                    "time": time.time(),
-                    "method": request.method,
-                    "url": str(request.url),
-                    "json": data,
-                }
-            )
+            self._records.append(record)
         if request.url.path.endswith("/events") and isinstance(data, dict):
             count = len(data.get("data") or [])
             answer = {"events_received": count, "messages": [], "fbtrace_id": "dry-run"}
@@ -52,3 +51,4 @@ class RecordingTransport(httpx.AsyncBaseTransport):
         """A copy of what was recorded, oldest first."""
         with self._lock:
             return list(self._records)
+

@@ -16,6 +16,11 @@ destination into batches of at most the channel's ``max_batch``, and sends at mo
   a dead letter ``rejected`` with status, code, subcode and ``fbtrace_id``.
 
 Retries and replays send the stored payload bytes: the same ``event_id``, never a new one.
+Destination keys resolve against the *current* container (:meth:`Sender.use_destinations`, called
+again after a live reload), so tokens and secret variable values are read at send time and never
+stored; a payload whose channel ``seals_secrets`` is stored sealed (:mod:`tagserver.delivery.sealed`).
+An event that cannot be encoded is dropped as ``invalid_event`` when submitted (the others of the
+hit are stored); a bug while delivering is logged, counted as ``internal_error`` and retried.
 """
 
 from __future__ import annotations
@@ -25,18 +30,20 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel
+from tagserver.delivery.channels import Channel, request_head
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
+from tagserver.delivery.sealed import Sealer, UnknownSecret, unseal
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable, OutboxError
 from tagserver.metrics import Metrics
+from tagserver.secret import Secret
 from tagserver.tags import Outbound
 
 log = logging.getLogger("tagserver.delivery")
@@ -60,8 +67,10 @@ class Sender:
 
     ``channels`` maps a destination class (e.g. ``MetaDestination``) to its :class:`Channel`;
     ``destinations`` are the container's destinations, so entries stored by an earlier run (or
-    replayed) find their current token. Every ``flush_interval`` seconds the sender claims new
-    entries and sends what is due.
+    replayed) find their current token; ``resolve`` names a destination for a key no listed one
+    has (a GA4 measurement id taken from the hit), ``None`` when unknown; ``secrets`` are the
+    container's secret variables (name → value). Every ``flush_interval`` seconds the sender
+    claims new entries and sends what is due.
     """
 
     def __init__(
@@ -73,6 +82,8 @@ class Sender:
         drops: DropCounter,
         policy: RetryPolicy,
         destinations: Iterable[Any] = (),
+        resolve: Callable[[str], Any | None] | None = None,
+        secrets: Mapping[str, Secret] | None = None,
         metrics: Metrics | None = None,
         flush_interval: float = 1.0,
         concurrency: int = 8,
@@ -88,8 +99,11 @@ class Sender:
         self._semaphore = asyncio.Semaphore(concurrency)
         self._max_held = max_held
         self._known: dict[str, Any] = {}
-        for destination in destinations:
-            self._remember(destination)
+        self._resolve: Callable[[str], Any | None] | None = None
+        self._secrets: dict[str, str] = {}
+        self._secret_history: dict[str, list[str]] = {}
+        self._sealer = Sealer({})
+        self.use_destinations(destinations, resolve=resolve, secrets=secrets or {})
         self._held: dict[str, dict[str, _Held]] = {}
         self._held_count = 0
         self._paused: dict[str, float] = {}
@@ -106,27 +120,72 @@ class Sender:
     def _channel(self, destination: Any) -> Channel:
         return self._channels[type(destination)]
 
+    def use_destinations(
+        self,
+        destinations: Iterable[Any],
+        *,
+        resolve: Callable[[str], Any | None] | None = None,
+        secrets: Mapping[str, Secret],
+    ) -> None:
+        """Resolve keys against these destinations and secrets from now on (the container's,
+        again after each reload): a key none of them has becomes ``unknown_destination``."""
+        known: dict[str, Any] = {}
+        for destination in destinations:
+            if type(destination) in self._channels:
+                known[self._channel(destination).key(destination)] = destination
+        self._known = known
+        self._resolve = resolve
+        self._secrets = {name: secret.reveal() for name, secret in secrets.items()}
+        for name, value in self._secrets.items():
+            history = self._secret_history.setdefault(name, [])
+            if value not in history:
+                history.append(value)
+        self._sealer = Sealer(self._secret_history)
+
     def _remember(self, destination: Any) -> str:
+        """The key of ``destination``; a destination no container lists (a GA4 id from the hit,
+        a sender without a container) is kept, a listed one is not replaced by an older copy."""
         key = self._channel(destination).key(destination)
-        self._known[key] = destination
+        self._known.setdefault(key, destination)
         return key
+
+    def _destination(self, key: str) -> Any | None:
+        destination = self._known.get(key)
+        if destination is None and self._resolve is not None:
+            destination = self._resolve(key)
+        return destination
 
     # intake ------------------------------------------------------------------------------
 
     async def submit(self, outbound: Sequence[Outbound]) -> None:
         """Store ``outbound`` in the outbox; durable when this returns.
 
-        Raises :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them.
+        Raises :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them. An
+        event that cannot be encoded (e.g. a lone surrogate) is counted as ``invalid_event``.
         """
         entries = []
         for item in outbound:
+            channel = self._channel(item.destination)
             key = self._remember(item.destination)
+            payload: Mapping[str, Any] = item.payload
+            try:
+                if getattr(channel, "seals_secrets", False):
+                    payload = self._sealer.seal(payload)
+                stored = encode_payload(payload)
+            except (TypeError, ValueError) as exc:
+                self._drops.count(
+                    channel.label(item.destination),
+                    "invalid_event",
+                    f"event_id={item.payload.get('event_id', '?')}: cannot encode "
+                    f"({type(exc).__name__})",
+                )
+                continue
             event_time = item.payload.get("event_time")
             entries.append(
                 NewEntry(
                     destination=key,
-                    payload=encode_payload(item.payload),
-                    event_id=str(item.payload.get("event_id", "")),
+                    payload=stored,
+                    event_id=str(item.payload.get("event_id") or ""),
                     event_time=event_time if isinstance(event_time, int) else None,
                 )
             )
@@ -210,13 +269,13 @@ class Sender:
             ready = [h for h in held.values() if not h.in_flight and h.due <= now]
             if not ready:
                 continue
-            destination = self._known.get(key)
+            destination = self._destination(key)
             size = self._channel(destination).max_batch if destination is not None else 1000
             for start in range(0, len(ready), size):
                 batch = ready[start : start + size]
                 for h in batch:
                     h.in_flight = True
-                self._spawn(self._deliver(key, batch))
+                self._spawn(self._deliver_guarded(key, batch))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -238,9 +297,30 @@ class Sender:
         if not held:
             self._held.pop(key, None)
 
+    async def _deliver_guarded(self, key: str, batch: list[_Held]) -> None:
+        """:meth:`_deliver`, with a bug logged and counted (``internal_error``) instead of lost
+        in a dead task; the events stay in the outbox and are tried again after a backoff."""
+        try:
+            await self._deliver(key, batch)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            destination = self._destination(key)
+            label = self._channel(destination).label(destination) if destination else key
+            log.exception("delivery failed", extra={"destination": label})
+            self._drops.count(label, "internal_error", type(exc).__name__, n=len(batch))
+            now = time.monotonic()
+            held = self._held.get(key, {})
+            for h in batch:
+                if h.entry.id in held:
+                    h.attempts += 1
+                    h.due = now + self._policy.delay(h.attempts)
+                    h.in_flight = False
+            self._wake.set()
+
     async def _deliver(self, key: str, batch: list[_Held]) -> None:
         try:
-            destination = self._known.get(key)
+            destination = self._destination(key)
             if destination is None:
                 failure = Failure(
                     "unknown_destination",
@@ -250,12 +330,18 @@ class Sender:
                 return
             channel = self._channel(destination)
             label = channel.label(destination)
-            oldest = time.time() - channel.max_age_s
-            too_old = [h for h in batch if (h.entry.event_time or h.entry.created_at) < oldest]
+            now = time.time()
+            max_age = getattr(channel, "max_age_for", None)
+            too_old = [
+                h for h in batch
+                if (h.entry.event_time or h.entry.created_at)
+                < now - (max_age(h.entry.payload) if max_age else channel.max_age_s)
+            ]  # fmt: skip
             if too_old:
                 failure = Failure(
                     "too_old",
-                    message=f"event_time over the destination's limit of {channel.max_age_s:.0f} s",
+                    message=f"event_time over the destination's limit of {channel.max_age_s:.0f} s"
+                    if max_age is None else "event_time over the destination's limit",
                     attempts=max(h.attempts for h in too_old),
                 )
                 await self._bury(key, label, too_old, failure)
@@ -273,18 +359,39 @@ class Sender:
         self, key: str, destination: Any, channel: Channel, batch: list[_Held]
     ) -> None:
         label = channel.label(destination)
-        payloads = [h.entry.payload for h in batch]
-        url, body = channel.build_request(destination, payloads)
-        headers = {"content-type": "application/json"}
-        request_headers = getattr(channel, "request_headers", None)
-        if request_headers is not None:  # a channel whose requests are not JSON
-            headers = request_headers(destination, payloads)
+        try:
+            payloads = [self._unsealed(channel, h.entry.payload) for h in batch]
+        except UnknownSecret as exc:
+            failure = Failure(
+                "unknown_destination",
+                message=f"the secret variable {exc.name!r} is no longer in the container",
+                attempts=max(h.attempts for h in batch),
+            )
+            await self._bury(key, label, batch, failure)
+            return
+        try:
+            url, body = channel.build_request(destination, payloads)
+            method, head = request_head(channel, destination, payloads)
+            # httpx encodes str header values as ASCII; a channel may name another encoding
+            headers = httpx.Headers(head, encoding=getattr(channel, "header_encoding", None))
+        except (TypeError, ValueError, KeyError) as exc:  # a stored event that cannot be sent
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                await asyncio.gather(
+                    self._attempt(key, destination, channel, batch[:middle]),
+                    self._attempt(key, destination, channel, batch[middle:]),
+                )
+                return
+            failure = Failure("rejected", message=f"cannot encode ({type(exc).__name__})",
+                              attempts=batch[0].attempts)  # fmt: skip
+            await self._bury(key, label, batch, failure)
+            return
         for h in batch:
             h.attempts += 1
         attempts = max(h.attempts for h in batch)
         try:
             async with self._semaphore:
-                response = await self._client.post(url, content=body, headers=headers)
+                response = await self._client.request(method, url, content=body, headers=headers)
                 content = await response.aread()
             error = channel.classify(response.status_code, content, response.headers)
         except httpx.HTTPError as exc:
@@ -345,6 +452,13 @@ class Sender:
             },
         )
 
+    def _unsealed(self, channel: Channel, payload: bytes) -> bytes:
+        """The stored payload with the current secret values put back (a sealed one holds NUL
+        references, which JSON writes as ``\\u0000``); raises :class:`UnknownSecret`."""
+        if not getattr(channel, "seals_secrets", False) or b"\\u0000" not in payload:
+            return payload
+        return encode_payload(unseal(json.loads(payload), self._secrets))
+
     async def _bury(self, key: str, label: str, batch: Sequence[_Held], failure: Failure) -> None:
         await self._outbox.bury([h.entry for h in batch], failure)
         self._forget(key, batch)
@@ -392,7 +506,7 @@ class Sender:
         unclaimed = stats.depth - len(left)
         by_label: dict[str, int] = {}
         for key, _ in left:
-            destination = self._known.get(key)
+            destination = self._destination(key)
             label = self._channel(destination).label(destination) if destination else key
             by_label[label] = by_label.get(label, 0) + 1
         if unclaimed > 0:

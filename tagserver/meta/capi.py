@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypedDict
+from typing import Any, Literal, TypedDict, get_args
 
 ActionSource = Literal[
     "website",
@@ -15,11 +15,14 @@ ActionSource = Literal[
     "business_messaging",
     "other",
 ]
+#: Every value of :data:`ActionSource`.
+ACTION_SOURCES: frozenset[str] = frozenset(get_args(ActionSource))
 
 
 class CapiUserData(TypedDict, total=False):
     """``user_data`` of a server event. Contact keys are SHA-256 hex (a string or a list);
-    ``client_ip_address``, ``client_user_agent``, ``fbc`` and ``fbp`` are never hashed."""
+    ``client_ip_address``, ``client_user_agent``, ``fbc``, ``fbp`` and ``lead_id`` (Meta's Lead
+    Ads id, an int64) are never hashed."""
 
     client_ip_address: str
     client_user_agent: str
@@ -36,6 +39,7 @@ class CapiUserData(TypedDict, total=False):
     zp: str | list[str]
     country: str | list[str]
     external_id: str | list[str]
+    lead_id: int
 
 
 class CapiEvent(TypedDict, total=False):

@@ -1,16 +1,32 @@
 """Tag types: each builds browser commands and outbound events from an event; all are pure.
 
 ``TAG_TYPES`` is the registry; its keys are the ``type`` enum of the container JSON Schema (a test
-keeps the two in step).
+keeps the two in step). A tag type is a class with:
+
+* ``default_consent`` — the consent types a tag of this type needs unless its config says
+  otherwise (``require_consent``);
+* ``clients`` — the clients whose events it can take (``("ga4",)`` for the GA4 forwarder, which
+  needs a gtag.js hit), or ``None`` for any;
+* ``from_config(raw, *, environ, ctx, path)`` — a :class:`Tag` from one schema-valid config
+  object at JSON ``path``;
+  templates are compiled with :func:`tagserver.container.values.compile_value` and ``ctx``;
+  raises ``ValueError`` for a value the schema cannot check (an id read from the environment).
+
+Firing (triggers, exceptions, consent) and transformations are the container's business: a tag
+only builds. To add a type: write the class, add it to :func:`_registry`, add a
+branch to ``tagserver/container/schema.json`` and document its keys in the README.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from tagserver.event import Event
+if TYPE_CHECKING:
+    from tagserver.consent import ConsentType
+    from tagserver.container.scope import ClientName, Scope
+    from tagserver.container.values import CompileContext
 
 
 @dataclass(frozen=True)
@@ -37,25 +53,38 @@ class Tag(Protocol):
 
     name: str
 
-    def fires(self, event: Event) -> bool:
-        """True when this tag's trigger matches ``event`` (names and consent)."""
-        ...
-
-    def build(self, event: Event, *, default_country: str | None, now: float) -> TagResult:
-        """Browser commands and outbound events for ``event``; ``now`` is unix seconds."""
+    def build(self, scope: Scope, *, default_country: str | None, now: float) -> TagResult:
+        """Browser commands and outbound events for the event data of ``scope`` (already
+        transformed for this tag); ``now`` is unix seconds."""
         ...
 
 
 class TagType(Protocol):
     """A tag class: builds a :class:`Tag` from one schema-valid config object."""
 
-    from_config: Callable[..., Tag]
+    default_consent: tuple[ConsentType, ...]
+    clients: tuple[ClientName, ...] | None
+
+    def from_config(
+        self,
+        raw: Mapping[str, Any],
+        *,
+        environ: Mapping[str, str],
+        ctx: CompileContext,
+        path: str,
+    ) -> Tag: ...
 
 
 def _registry() -> dict[str, TagType]:
+    from tagserver.tags.ga4 import GA4Tag
+    from tagserver.tags.http import HttpTag
     from tagserver.tags.meta import MetaTag
 
-    return {"meta": cast(TagType, MetaTag)}
+    return {
+        "ga4": cast(TagType, GA4Tag),
+        "http": cast(TagType, HttpTag),
+        "meta": cast(TagType, MetaTag),
+    }
 
 
 TAG_TYPES: dict[str, TagType] = _registry()

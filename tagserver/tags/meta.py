@@ -1,24 +1,39 @@
 """The ``meta`` tag type: Meta Pixel command for the browser + Conversions API event, one event_id.
 
+It reads the (transformed) event data: ``event_name``, ``event_id``, ``event_time``,
+``action_source`` (Meta's; ``website`` when absent: only website events need a page URL and a
+user agent; ``physical_store`` events may be 62 days old), ``page_location``, ``page_referrer``,
+``user_agent``, ``ip_override``, ``x-fb-ck-fbp``, ``x-fb-ck-fbc``, ``custom_data`` and
+``user_data`` (``lead_id`` passed as Meta's int64, never hashed); the tag's own
+``custom_data`` and ``user_data`` mappings add to (and override) what the event carries.
+
 Sources: Meta "Conversions API parameters", "Deduplicate Pixel and server events" (the browser's
-``eventID`` equals the server ``event_id`` and the event names are the same string), and
-"Customer information parameters" (hashing, via :mod:`tagserver.meta.normalize`).
+``eventID`` equals the server ``event_id`` and the event names are the same string), "Customer
+information parameters" (hashing, via :mod:`tagserver.meta.normalize`) and "Data Processing
+Options for US Users" (Limited Data Use: ``data_processing_options`` with country and state on the
+server, ``fbq('dataProcessingOptions', ['LDU'], country, state)`` or ``dpo``/``dpoco``/``dpost`` on
+the image pixel in the browser).
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urlencode
 
-from tagserver.consent import ConsentType
-from tagserver.event import Event
-from tagserver.meta.capi import CapiEvent, CapiUserData
+from tagserver.container.event_data import PURCHASE_TOKEN_KEY
+from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
+from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
+from tagserver.meta.from_ga4 import ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
+    MAX_EVENT_AGE_PHYSICAL_STORE_S,
+    MAX_EVENT_AGE_S,
     check_event_time,
     check_purchase,
     check_website_event,
@@ -27,11 +42,17 @@ from tagserver.meta.validate import (
 from tagserver.secret import Secret
 from tagserver.tags import Outbound, TagResult
 
+if TYPE_CHECKING:
+    from tagserver.consent import ConsentType
+    from tagserver.container.scope import ClientName, Scope
+
 BrowserMode = Literal["fbq", "img", "none"]
 DEFAULT_API_VERSION = "v25.0"
 PIXEL_ENDPOINT = "https://www.facebook.com/tr"
 MAX_USER_AGENT_LENGTH = 512
 PIXEL_ID_RE = re.compile(r"[0-9]{5,20}")
+#: Meta's Lead Ads lead id: an int64 of 15 to 17 digits (Meta "Conversion Leads" payload spec).
+LEAD_ID_RE = re.compile(r"[0-9]{15,17}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +65,19 @@ class MetaDestination:
     test_event_code: str | None
 
 
+@dataclass(frozen=True)
+class LimitedDataUse:
+    """Meta's Limited Data Use: ``always`` or only for requests with ``Sec-GPC: 1`` (Global
+    Privacy Control). ``country`` 1 = US, ``state`` 1000 = California; 0/0 lets Meta geolocate."""
+
+    mode: Literal["always", "gpc"]
+    country: int = 0
+    state: int = 0
+
+    def applies(self, scope: Scope) -> bool:
+        return self.mode == "always" or scope.headers.get("sec-gpc", "").strip() == "1"
+
+
 def _resolve(value: object, environ: Mapping[str, str]) -> str:
     if isinstance(value, dict):
         return environ[value["env"]].strip()
@@ -52,39 +86,88 @@ def _resolve(value: object, environ: Mapping[str, str]) -> str:
 
 @dataclass(frozen=True)
 class MetaTag:
-    """A configured Meta pixel. ``events`` of ``None`` fires for every event; names in it are
-    matched after GA4 names are mapped to Meta's (``purchase`` → ``Purchase``)."""
+    """A configured Meta pixel. ``event_name`` (a template) or ``event_name_map`` choose the name
+    sent; otherwise GA4 names map to Meta's (``purchase`` → ``Purchase``) and others pass as they
+    are. ``custom_data``/``user_data`` are ``(key, value)`` mappings added to the event's own."""
 
     name: str
     pixel_id: str
     access_token: Secret
-    events: frozenset[str] | None = None
     browser_mode: BrowserMode = "fbq"
     api_version: str = DEFAULT_API_VERSION
     test_event_code: str | None = None
-    require_consent: tuple[ConsentType, ...] = ("ad_storage",)
+    event_name: Value | None = None
+    event_name_map: Mapping[str, str] = field(default_factory=dict)
+    custom_data: tuple[tuple[str, Value], ...] = ()
+    user_data: tuple[tuple[str, Value], ...] = ()
+    limited_data_use: LimitedDataUse | None = None
+    value_locale: str | None = None
+    #: Send a Purchase only with a valid signed purchase token (:mod:`tagserver.purchase_token`).
+    require_purchase_token: bool = False
+    #: ``none``; ``truncate`` (IPv4 /24, IPv6 /48); ``drop`` (no IP to Meta).
+    redact_ip: Literal["none", "truncate", "drop"] = "none"
+    #: ``full``; ``trim`` (product tokens only, no comments). Meta requires a User-Agent for
+    #: website events: it is never dropped.
+    user_agent_mode: Literal["full", "trim"] = "full"
+
+    default_consent: ClassVar[tuple[ConsentType, ...]] = ("ad_storage",)
+    clients: ClassVar[tuple[ClientName, ...] | None] = None
 
     @staticmethod
-    def from_config(raw: Mapping[str, Any], *, environ: Mapping[str, str]) -> MetaTag:
-        """A tag from one schema-valid config object; ``{"env": NAME}`` values are read from
-        ``environ`` (the loader has checked that they are set).
+    def from_config(
+        raw: Mapping[str, Any], *, environ: Mapping[str, str], ctx: CompileContext, path: str
+    ) -> MetaTag:
+        """A tag from one schema-valid config object at JSON ``path``; ``{"env": NAME}`` values
+        are read from ``environ`` (the loader has checked that they are set).
 
         Raises ``ValueError`` when a value read from the environment is malformed.
         """
         pixel_id = _resolve(raw["pixel_id"], environ)
         if not PIXEL_ID_RE.fullmatch(pixel_id):
-            raise ValueError("pixel_id: expected 5 to 20 digits (check the environment variable)")
-        events = raw.get("events", "*")
+            source = raw["pixel_id"]
+            env = source["env"] if isinstance(source, dict) else None
+            raise ValueError(f"pixel_id: the environment variable {env} is not 5 to 20 digits"
+                             if env else "pixel_id: expected 5 to 20 digits")
         test_code = raw.get("test_event_code")
+        mappings: dict[str, tuple[tuple[str, Value], ...]] = {}
+        for key in ("custom_data", "user_data"):
+            items = []
+            for field_name, template in raw.get(key, {}).items():
+                where = f"{path}.{key}.{field_name}"
+                value = compile_value(template, ctx, path=where)
+                if value.secret:
+                    ctx.problem(where, "a secret may not be sent to Meta",
+                                "secrets may be used in http tag url, headers and body only")
+                items.append((field_name, value))
+            mappings[key] = tuple(items)
+        event_name = None
+        if "event_name" in raw:
+            event_name = compile_value(raw["event_name"], ctx, path=f"{path}.event_name")
+            if event_name.secret:
+                ctx.problem(f"{path}.event_name", "a secret may not be sent to Meta",
+                            "secrets may be used in http tag url, headers and body only")
+        # no setting: Limited Data Use for requests with Sec-GPC: 1 (CCPA regs §7025)
+        ldu = raw.get("limited_data_use", {"mode": "gpc"})
         return MetaTag(
             name=raw["name"],
             pixel_id=pixel_id,
             access_token=Secret(_resolve(raw["access_token"], environ)),
-            events=None if events == "*" else frozenset(meta_event_name(e) for e in events),
             browser_mode=raw.get("browser_mode", "fbq"),
             api_version=raw.get("api_version", DEFAULT_API_VERSION),
             test_event_code=_resolve(test_code, environ) if test_code is not None else None,
-            require_consent=tuple(raw.get("require_consent", ("ad_storage",))),
+            event_name=event_name,
+            event_name_map=dict(raw.get("event_name_map", {})),
+            custom_data=mappings["custom_data"],
+            user_data=mappings["user_data"],
+            limited_data_use=(
+                LimitedDataUse(ldu["mode"], ldu.get("country", 0), ldu.get("state", 0))
+                if ldu is not None and ldu["mode"] != "off"
+                else None
+            ),
+            value_locale=raw.get("value_locale"),
+            require_purchase_token=bool(raw.get("require_purchase_token", False)),
+            redact_ip=raw.get("redact_ip", "none"),
+            user_agent_mode=raw.get("user_agent", "full"),
         )
 
     @property
@@ -93,110 +176,275 @@ class MetaTag:
             self.pixel_id, self.api_version, self.access_token, self.test_event_code
         )
 
-    def fires(self, event: Event) -> bool:
-        if not all(event.consent.granted(kind) for kind in self.require_consent):
-            return False
-        return self.events is None or meta_event_name(event.event_name) in self.events
+    def meta_name(self, scope: Scope) -> str:
+        """The event name sent on both sides (see the class docstring)."""
+        incoming = as_text(scope.data.get("event_name")) or ""
+        if self.event_name is not None:
+            chosen = as_text(self.event_name.resolve(scope))
+            if chosen:
+                return chosen
+        mapped = self.event_name_map.get(incoming)
+        return mapped if mapped is not None else meta_event_name(incoming)
 
-    def build(self, event: Event, *, default_country: str | None, now: float) -> TagResult:
-        """The Pixel command and the CAPI event for ``event``.
+    def build(self, scope: Scope, *, default_country: str | None, now: float) -> TagResult:
+        """The Pixel command and the CAPI event for the event data of ``scope``.
 
-        The CAPI event is held back (a drop with its reason) when Meta would reject it: too old, or
-        a Purchase without value and currency. The browser command goes out either way.
+        The CAPI event is held back (a drop with its reason) when Meta would reject it: too old, a
+        Purchase without value and currency, a website event without page URL or user agent. The
+        browser command goes out either way.
         """
         result = TagResult()
-        name = meta_event_name(event.event_name)
-        check = clean_custom_data(event.custom_data)
+        data = scope.data
+        name = self.meta_name(scope)
+        event_id = as_text(data.get("event_id"))
+        if not name or not event_id:
+            result.drops.append(("invalid_event", "event_name or event_id is missing"))
+            return result
+        if self.require_purchase_token and name == "Purchase":
+            verdict = data.get(PURCHASE_TOKEN_KEY)
+            if verdict != "valid":
+                result.drops.append(
+                    ("invalid_purchase_token", f"purchase token: {verdict or 'missing'}")
+                )
+                return result
+        custom_data = self._custom_data(scope)
+        if "purchase_token" in custom_data:  # never forwarded
+            custom_data = {k: v for k, v in custom_data.items() if k != "purchase_token"}
+        check = clean_custom_data(custom_data, value_locale=self.value_locale)
         for field_name, reason in check.dropped:
             result.drops.append(("invalid_field", f"custom_data.{field_name}: {reason}"))
-        command = self.browser_command(name, event.event_id, check.data)
-        if command is not None:
-            result.commands.append(command)
-        too_old = check_event_time(event.event_time, now=now)
+        ldu = self.limited_data_use if (
+            self.limited_data_use is not None and self.limited_data_use.applies(scope)
+        ) else None
+        result.commands.extend(self.browser_commands(name, event_id, check.data, ldu=ldu))
+        source = _text(data.get("action_source")) or "website"
+        if source not in ACTION_SOURCES:
+            result.drops.append(("invalid_event", f"action_source {source!r} is not Meta's"))
+            return result
+        action_source = cast(ActionSource, source)
+        time_number = as_number(data.get("event_time"))
+        event_time = int(time_number) if time_number is not None else int(now)
+        too_old = check_event_time(event_time, now=now, action_source=action_source)
         if too_old is not None:
-            result.drops.append((too_old, f"event_time {event.event_time} is over 7 days old"))
+            days = (MAX_EVENT_AGE_PHYSICAL_STORE_S if action_source == "physical_store"
+                    else MAX_EVENT_AGE_S) // 86400
+            result.drops.append((too_old, f"event_time {event_time} is over {days} days old"))
             return result
         problem = check_purchase(name, check.data)
         if problem is not None:
             result.drops.append(("missing_purchase_data", problem))
             return result
-        problem = check_website_event(event_source_url=event.event_source_url,
-                                      user_agent=event.user_agent)
-        if problem is not None:
-            result.drops.append(("invalid_event", problem))
-            return result
-        capi = build_capi_event(
-            event, name=name, custom_data=check.data, default_country=default_country
+        page = _text(data.get("page_location"))
+        user_agent = _text(data.get("user_agent"))
+        if action_source == "website":
+            problem = check_website_event(event_source_url=page, user_agent=user_agent)
+            if problem is not None:
+                result.drops.append(("invalid_event", problem))
+                return result
+        capi: CapiEvent = {
+            "event_name": name,
+            "event_time": event_time,
+            "event_id": event_id,
+            "action_source": action_source,
+        }
+        if page:
+            capi["event_source_url"] = page
+        referrer = _text(data.get("page_referrer"))
+        if referrer:
+            capi["referrer_url"] = referrer
+        if ldu is not None:
+            capi["data_processing_options"] = ["LDU"]
+            capi["data_processing_options_country"] = ldu.country
+            capi["data_processing_options_state"] = ldu.state
+        capi["user_data"] = self._capi_user_data(
+            scope, user_agent=user_agent, default_country=default_country
         )
+        if check.data:
+            capi["custom_data"] = dict(check.data)
         result.outbound.append(Outbound(self.destination, capi))
         return result
 
-    def browser_command(
-        self, name: str, event_id: str, custom_data: Mapping[str, Any]
-    ) -> dict[str, Any] | None:
+    def _custom_data(self, scope: Scope) -> Mapping[str, Any]:
+        """The event's ``custom_data`` (topped up from ``value``, ``currency``,
+        ``transaction_id``, ``items``), or without one the Meta custom data made from sGTM's
+        common event data as for a gtag.js hit; then the tag's own ``custom_data`` mapping."""
+        data = scope.data
+        raw = data.get("custom_data")
+        if isinstance(raw, Mapping):
+            base = common_custom_data(data)
+            custom: Mapping[str, Any] = {**base, **raw} if base else raw
+        else:
+            custom = ga4_custom_data(data)
+        if not self.custom_data:
+            return custom
+        merged = dict(custom)
+        for key, value in self.custom_data:
+            resolved = value.resolve(scope)
+            if resolved is not None:
+                merged[key] = resolved
+        return merged
+
+    def _capi_user_data(
+        self, scope: Scope, *, user_agent: str | None, default_country: str | None
+    ) -> CapiUserData:
+        """IP, user agent, ``fbp``/``fbc`` (never hashed) and the hashed customer information,
+        left out when ``ad_user_data`` is denied."""
+        data = scope.data
+        user: CapiUserData = {}
+        ip = redact_ip(_text(data.get("ip_override")), self.redact_ip)
+        if ip:
+            user["client_ip_address"] = ip
+        user_agent = trim_user_agent(user_agent, self.user_agent_mode)
+        if user_agent:
+            user["client_user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
+        fbp = _text(data.get("x-fb-ck-fbp"))
+        if fbp:
+            user["fbp"] = fbp
+        fbc = _text(data.get("x-fb-ck-fbc"))
+        if fbc:
+            user["fbc"] = fbc
+        if scope.consent.ad_user_data:
+            raw = data.get("user_data")
+            customer: dict[str, Any] = common_user_data(raw)
+            lead_id = _text(customer.get("lead_id"))
+            if lead_id and LEAD_ID_RE.fullmatch(lead_id):
+                user["lead_id"] = int(lead_id)  # never hashed (REFERENCE §1)
+            for key, value in self.user_data:
+                resolved = value.resolve(scope)
+                if resolved is not None:
+                    customer[key] = resolved
+            if customer:
+                hashed = hash_user_data(customer, default_country=default_country)
+                user.update(hashed)  # type: ignore[typeddict-item]
+        return user
+
+    def browser_commands(
+        self,
+        name: str,
+        event_id: str,
+        custom_data: Mapping[str, Any],
+        *,
+        ldu: LimitedDataUse | None = None,
+    ) -> list[dict[str, Any]]:
         """DESIGN.md's command shapes: ``fbq`` → ``trackSingle``/``trackSingleCustom`` with
-        ``{"eventID": event_id}``; ``img`` → a ``/tr`` image URL with ``eid``; ``none`` → ``None``."""
+        ``{"eventID": event_id}`` (after a ``dataProcessingOptions`` command under LDU); ``img`` →
+        a ``/tr`` image URL with ``eid``; ``none`` → no command."""
         if self.browser_mode == "none":
-            return None
+            return []
         if self.browser_mode == "img":
-            return {
-                "type": "img",
-                "src": pixel_image_url(self.pixel_id, name, event_id, custom_data),
-            }
+            src = pixel_image_url(self.pixel_id, name, event_id, custom_data, ldu=ldu)
+            return [{"type": "img", "src": src}]
+        commands: list[dict[str, Any]] = []
+        if ldu is not None:
+            commands.append(
+                {"type": "fbq", "args": ["dataProcessingOptions", ["LDU"], ldu.country, ldu.state]}
+            )
         method = "trackSingle" if is_standard_event(name) else "trackSingleCustom"
-        return {
-            "type": "fbq",
-            "args": [method, self.pixel_id, name, dict(custom_data), {"eventID": event_id}],
-        }
+        commands.append(
+            {
+                "type": "fbq",
+                "args": [method, self.pixel_id, name, dict(custom_data), {"eventID": event_id}],
+            }
+        )
+        return commands
 
 
-def pixel_image_url(pixel_id: str, name: str, event_id: str, custom_data: Mapping[str, Any]) -> str:
-    """Meta's image pixel: ``https://www.facebook.com/tr?id=..&ev=..&eid=..&noscript=1&cd[k]=v``;
-    lists and objects in custom data are JSON-encoded."""
-    import json
+def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Meta custom data from sGTM's common event data keys: ``value``, ``currency``,
+    ``transaction_id`` → ``order_id``, ``items`` → ``contents`` (``item_id`` → ``id``,
+    ``quantity``, ``price`` → ``item_price``). The event's ``custom_data`` object wins over these."""
+    base: dict[str, Any] = {}
+    for source, target in (("value", "value"), ("currency", "currency"),
+                           ("transaction_id", "order_id")):
+        if data.get(source) is not None:
+            base[target] = data[source]
+    items = data.get("items")
+    if isinstance(items, list):
+        contents = []
+        for item in items:
+            if isinstance(item, Mapping) and item.get("item_id") is not None:
+                entry: dict[str, Any] = {"id": item["item_id"]}
+                for key, meta_key in (("quantity", "quantity"), ("price", "item_price")):
+                    if item.get(key) is not None:
+                        entry[meta_key] = item[key]
+                contents.append(entry)
+        if contents:
+            base["contents"] = contents
+    return base
 
+
+def common_user_data(raw: object) -> dict[str, Any]:
+    """Customer information with Meta keys (``em``, ``ph``, ...): Meta keys as sent, plus sGTM's
+    user-provided data keys mapped as for a gtag.js hit (``email_address``, ``phone_number``,
+    their ``sha256_`` forms, ``address`` — an object or a list, the first one counts — with
+    ``first_name``, ``city``, ...; :func:`tagserver.meta.from_ga4.ga4_user_data`); a Meta key
+    that is present wins."""
+    if not isinstance(raw, Mapping):
+        return {}
+    customer = dict(raw)
+    address = customer.get("address")
+    if isinstance(address, list):
+        address = address[0] if address else None
+    source = {k: v for k, v in customer.items() if k != "address"}
+    if isinstance(address, Mapping):
+        source["address"] = address
+    for key, value in ga4_user_data({"user_data": source}).items():
+        customer.setdefault(key, value)
+    customer.pop("address", None)
+    return customer
+
+
+def redact_ip(ip: str | None, mode: str) -> str | None:
+    """``ip`` as ``mode`` allows: ``none`` as is, ``truncate`` to its network (IPv4 /24 →
+    ``a.b.c.0``, IPv6 /48), ``drop`` → ``None``."""
+    if ip is None or mode == "none":
+        return ip
+    if mode == "drop":
+        return None
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False).network_address)
+
+
+_UA_COMMENT = re.compile(r"\s*\([^)]*\)")
+
+
+def trim_user_agent(user_agent: str | None, mode: str) -> str | None:
+    """``full`` as is; ``trim`` without its comments (``(X11; Linux x86_64)``: device and OS
+    details), product tokens kept."""
+    if user_agent is None or mode == "full":
+        return user_agent
+    return _UA_COMMENT.sub("", user_agent).strip() or user_agent
+
+
+def _text(value: object) -> str | None:
+    text = as_text(value) if isinstance(value, str | int | float) else None
+    return text or None
+
+
+def pixel_image_url(
+    pixel_id: str,
+    name: str,
+    event_id: str,
+    custom_data: Mapping[str, Any],
+    *,
+    ldu: LimitedDataUse | None = None,
+) -> str:
+    """Meta's image pixel: ``https://www.facebook.com/tr?id=..&ev=..&eid=..&noscript=1&cd[k]=v``
+    (plus ``dpo=LDU&dpoco=..&dpost=..`` under LDU); lists and objects in custom data are
+    JSON-encoded."""
     params: list[tuple[str, str]] = [
         ("id", pixel_id),
         ("ev", name),
         ("eid", event_id),
         ("noscript", "1"),
     ]
+    if ldu is not None:
+        params += [("dpo", "LDU"), ("dpoco", str(ldu.country)), ("dpost", str(ldu.state))]
     for key, value in custom_data.items():
         text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         params.append((f"cd[{key}]", text))
     return f"{PIXEL_ENDPOINT}?{urlencode(params)}"
-
-
-def build_capi_event(
-    event: Event, *, name: str, custom_data: Mapping[str, Any], default_country: str | None
-) -> CapiEvent:
-    """The CAPI server event for ``event`` (``action_source: "website"``).
-
-    ``user_data`` carries the IP, user agent, ``fbp``/``fbc`` (never hashed) and the hashed customer
-    information, left out when ``ad_user_data`` is denied.
-    """
-    user: CapiUserData = {}
-    if event.client_ip:
-        user["client_ip_address"] = event.client_ip
-    if event.user_agent:
-        user["client_user_agent"] = event.user_agent[:MAX_USER_AGENT_LENGTH]
-    if event.fbp:
-        user["fbp"] = event.fbp
-    if event.fbc:
-        user["fbc"] = event.fbc
-    if event.consent.ad_user_data and event.user_data:
-        user.update(hash_user_data(event.user_data, default_country=default_country))  # type: ignore[typeddict-item]
-    capi: CapiEvent = {
-        "event_name": name,
-        "event_time": event.event_time,
-        "event_id": event.event_id,
-        "action_source": "website",
-    }
-    if event.event_source_url:
-        capi["event_source_url"] = event.event_source_url
-    if event.referrer_url:
-        capi["referrer_url"] = event.referrer_url
-    capi["user_data"] = user
-    if custom_data:
-        capi["custom_data"] = dict(custom_data)
-    return capi

@@ -68,13 +68,19 @@ def default_env(*, graph_url: str, outbox: Path) -> dict[str, str]:
         "TAGSERVER_SECRET_KEY": "test-secret-key-0123456789abcdef",
         "TAGSERVER_OUTBOX": str(outbox),
         "PYTHONUNBUFFERED": "1",
+        # httpx and headless Chromium are crawlers by their User-Agent; tests/security covers bots
+        "TAGSERVER_BLOCK_BOTS": "0",
+        # every test request comes from 127.0.0.1: load tests would hit the per-IP rate limit
+        "TAGSERVER_RATE_LIMIT_IP": "0",
+        "TAGSERVER_RATE_LIMIT_VISITOR": "0",
     }
 
 
 class TagServerProcess:
     """One ``tagserver serve`` process on 127.0.0.1, with its output captured to a file.
 
-    ``env`` values of None remove that variable from the process environment.
+    ``env`` values of None remove that variable from the process environment; ``tls`` (a PEM key
+    file and certificate file) makes it serve https.
     """
 
     def __init__(
@@ -86,9 +92,11 @@ class TagServerProcess:
         host: str = "127.0.0.1",
         start_timeout: float = START_TIMEOUT_S,
         extra_args: tuple[str, ...] = (),
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.tags_dir = tags_dir
         self.extra_args = extra_args
+        self.tls = tls
         self.host = host
         self.port = 0
         self.output_path = output_path
@@ -119,6 +127,11 @@ class TagServerProcess:
             str(self.port),
             "--tags",
             str(self.tags_dir),
+            *(
+                ["--ssl-keyfile", str(self.tls[0]), "--ssl-certfile", str(self.tls[1])]
+                if self.tls
+                else []
+            ),
             *self.extra_args,
         ]
 
@@ -141,7 +154,8 @@ class TagServerProcess:
                 stdout=self._output,
                 stderr=subprocess.STDOUT,
             )
-            self._client = httpx.Client(base_url=self.url, timeout=10.0)
+            # a throwaway self-signed certificate in tests: nothing to verify against
+            self._client = httpx.Client(base_url=self.url, timeout=10.0, verify=False)
             try:
                 self._wait_healthy()
                 return self
@@ -231,7 +245,7 @@ class TagServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def output(self) -> str:
         """Everything the process printed so far (stdout and stderr interleaved)."""

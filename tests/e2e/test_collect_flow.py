@@ -198,3 +198,34 @@ def test_demo_runs_and_shows_both_sides() -> None:
     assert '"em": "' + sha("jane.doe@example.com") + '"' in out
     assert "demo-token-not-sent-anywhere" not in out + result.stderr
     assert "Set-Cookie: _fbc=fb.1." in out
+
+
+def test_routing_errors_use_the_json_error_shape(tag_server: object) -> None:
+    for method, path, status in (("GET", "/e", 405), ("GET", "/nope", 404)):
+        response = tag_server.request(method, path)  # type: ignore[attr-defined]
+        assert response.status_code == status
+        body = response.json()
+        assert body["ok"] is False and body["status"] == status and body["errors"]
+
+
+def test_unsendable_values_are_refused_and_neighbours_delivered(
+    tag_server: object, fake_graph: FakeGraphAPI
+) -> None:
+    poisoned = [
+        b'{"event_name": "PageView", "event_source_url": "https://www.shop.example/\\udcff"}',
+        b'{"event_name": "Purchase", "custom_data": {"value": NaN, "currency": "EUR"}}',
+        b'{"event_name": "PageView", "custom_data": ' + b"[" * 30 + b"]" * 30 + b"}",
+    ]
+    for index, body in enumerate(poisoned):
+        good = tag_server.post("/e", headers=HEADERS, json={  # type: ignore[attr-defined]
+            "event_name": "ViewContent", "event_id": f"good-{index}",
+            "event_source_url": "https://www.shop.example/p"})
+        assert good.status_code == 200
+        bad = tag_server.post("/e", headers=HEADERS, content=body)  # type: ignore[attr-defined]
+        assert bad.status_code == 400
+        assert bad.json()["ok"] is False
+    fake_graph.wait_for_events(3)
+    time.sleep(0.3)
+    assert sorted(e["event_id"] for e in fake_graph.accepted_events()) == [
+        "good-0", "good-1", "good-2"]
+    assert "Traceback" not in tag_server.output()  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,11 +18,16 @@ from typing import Any
 import pytest
 
 from tagserver.delivery.outbox import OutboxStats, open_outbox
+from tagserver.server_events.keys import create_key
 from tests.conftest import StartServer
 from tests.e2e.load import HEADERS, hit
 from tests.e2e.redis_server import RedisServerProcess
 from tests.e2e.server import REPO_ROOT, TagServerProcess
 from tests.fakes.graph import Failure, FakeGraphAPI
+
+#: A gtag.js page_view hit (query only) for the shipped container's GA4 forwarder.
+GA4_HIT = ("v=2&tid=G-SHOP1&cid=1234567890.1760043792&en=page_view&_p=1764340309313"
+           "&dl=https%3A%2F%2Fwww.shop.example%2F")
 
 BACKENDS = ["sqlite", "redis"]
 
@@ -164,12 +170,22 @@ def test_a_hit_the_outbox_cannot_store_is_refused_with_503(
     start_server: StartServer, fake_graph: FakeGraphAPI, tmp_path: Path
 ) -> None:
     own_redis = RedisServerProcess(tmp_path / "redis").start()
+    keys_file = tmp_path / "keys.sqlite3"
+    _, key = create_key(keys_file, "crm", tags=("meta",))
+    api_event = {"event_name": "Lead", "event_id": "api-lost-1", "event_time": int(time.time()),
+                 "action_source": "system_generated", "user_data": {"external_id": "c-1"}}
     try:
-        server = start_server(env={"TAGSERVER_OUTBOX": own_redis.url})
+        server = start_server(
+            env={"TAGSERVER_OUTBOX": own_redis.url, "TAGSERVER_KEYS": str(keys_file)}
+        )
         post_hits(server, ["stored-1"])
         fake_graph.wait_for_events(1)
         own_redis.stop()
         response = server.post("/e", json=hit("lost-1"), headers=HEADERS)
+        # every other way in waits for the outbox too: gtag.js hits and server-to-server events
+        ga4 = server.post(f"/g/collect?{GA4_HIT}", headers=HEADERS)
+        api = server.post("/api/events", json={"data": [api_event]},
+                          headers={"Authorization": f"Bearer {key}"})
     finally:
         own_redis.stop()
     assert response.status_code == 503
@@ -178,3 +194,10 @@ def test_a_hit_the_outbox_cannot_store_is_refused_with_503(
     assert "could not be stored" in body["error"]
     assert response.headers["retry-after"] == "1"
     assert "commands" not in body, "no Pixel command for an event the server may never send"
+    for refused in (ga4, api):
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["status"] == 503 and refused.headers["retry-after"] == "1"
+        assert "set-cookie" not in refused.headers
+    # the refused server event was not remembered: sending it again is not a "duplicate"
+    with sqlite3.connect(keys_file) as db:
+        assert db.execute("SELECT COUNT(*) FROM seen_events").fetchone() == (0,)

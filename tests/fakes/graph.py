@@ -58,6 +58,8 @@ __all__ = [
 
 MAX_EVENTS_PER_REQUEST = 1000
 MAX_EVENT_AGE_SECONDS = 7 * 24 * 3600
+#: Meta takes physical_store (offline) events up to 62 days old.
+MAX_STORE_EVENT_AGE_SECONDS = 62 * 24 * 3600
 MAX_FUTURE_SECONDS = 300
 ACTION_SOURCES = frozenset(
     {
@@ -226,7 +228,9 @@ def _validate_event(index: int, event: Any, *, now: float) -> None:
             "Invalid event_time",
             f"event_time must be an integer unix timestamp in seconds, got {event_time!r}",
         )
-    if event_time < now - MAX_EVENT_AGE_SECONDS:
+    max_age = (MAX_STORE_EVENT_AGE_SECONDS if event.get("action_source") == "physical_store"
+               else MAX_EVENT_AGE_SECONDS)
+    if event_time < now - max_age:
         raise _EventInvalid(
             index,
             SUBCODE_TOO_OLD,
@@ -330,6 +334,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    #: the stdlib's listen backlog of 5 drops connections when many arrive at once (the real
+    #: service never does): concurrent senders then see resets that are the fake's fault
+    request_queue_size = 128
     fake: FakeGraphAPI
 
 

@@ -287,3 +287,28 @@ def test_is_public_true(text: str) -> None:
 )
 def test_is_public_false(text: str) -> None:
     assert is_public(ip(text)) is False
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (['for=203.0.113.9;proto=https'], "203.0.113.9"),
+        (['for=192.0.2.66, for="[2001:db8::7]:4711"'], "2001:db8::7"),
+        (['for=192.0.2.66', 'for=127.0.0.1;by=10.0.0.1'], "192.0.2.66"),
+        (['for="_hidden", for=203.0.113.9'], "203.0.113.9"),
+        (['for=203.0.113.9, for="_hidden"'], None),
+        (['proto=https'], None),
+    ],
+)
+def test_forwarded_header_is_walked_like_x_forwarded_for(
+    headers: list[str], expected: str | None
+) -> None:
+    got = resolve_client_ip("127.0.0.1", [], trusted_proxies=LOOPBACK, forwarded=headers)
+    assert (str(got) if got is not None else None) == expected
+
+
+def test_x_forwarded_for_wins_over_forwarded() -> None:
+    got = resolve_client_ip(
+        "127.0.0.1", ["198.51.100.1"], trusted_proxies=LOOPBACK, forwarded=["for=203.0.113.9"]
+    )
+    assert str(got) == "198.51.100.1"

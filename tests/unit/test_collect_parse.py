@@ -148,9 +148,10 @@ def test_bad_event_time_is_refused(raw: object) -> None:
 
 
 def test_event_time_nan_is_refused() -> None:
-    # Python's json module accepts the NaN literal: it must not become an event time
+    # Python's json module accepts the NaN literal: the body is refused before it can become a time
     exc = rejected(b'{"event_name": "Purchase", "event_time": NaN}')
-    assert fields_of(exc) == ["event_time"]
+    assert fields_of(exc) == ["body"]
+    assert "NaN" in exc.errors[0]["message"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,3 +296,36 @@ def test_test_event_code_in_the_body_is_ignored() -> None:
     names = {f.name for f in dataclasses.fields(hit)}
     assert "test_event_code" not in names
     assert "TEST12345" not in repr(hit)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"event_name": "A", "event_source_url": "https://x/\\udcff"}', "event_source_url"),
+        (b'{"event_name": "A", "custom_data": {"k": ["\\ud800"]}}', "custom_data.k.0"),
+        (b'{"event_name": "A", "custom_data": {"v": 1e400}}', "custom_data.v"),
+        (b'{"event_name": "A", "custom_data": {"v": NaN}}', "body"),
+        (b'{"event_name": "A", "custom_data": {"v": -Infinity}}', "body"),
+        (b'{"event_name": "A", "custom_data": {"v": ' + b"9" * 5000 + b"}}", "body"),
+        (b'{"event_name": "A", "custom_data": ' + b"[" * 20 + b"]" * 20 + b"}", None),
+    ],
+)
+def test_values_no_utf8_json_request_can_carry_are_refused(body: bytes, field: str | None) -> None:
+    with pytest.raises(HitRejected) as info:
+        parse_collect_body(body, now=NOW)
+    assert info.value.status == 400
+    if field is not None:
+        assert [e["field"] for e in info.value.errors] == [field]
+
+
+@pytest.mark.parametrize("event_id", ["a\u00a0b", "x\u200by", "\u202eabc", "日本-1", "a b"])
+def test_event_ids_with_unusual_but_printable_text_are_kept_exactly(event_id: str) -> None:
+    body = json.dumps({"event_name": "A", "event_id": event_id}).encode()
+    assert parse_collect_body(body, now=NOW).event_id == event_id
+
+
+@pytest.mark.parametrize("event_id", ["a\tb", "a\nb", "a\x00b", "a\x85b"])
+def test_event_ids_with_control_characters_are_refused(event_id: str) -> None:
+    body = json.dumps({"event_name": "A", "event_id": event_id}).encode()
+    with pytest.raises(HitRejected):
+        parse_collect_body(body, now=NOW)

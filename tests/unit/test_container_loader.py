@@ -32,6 +32,7 @@ ENVIRON = {
     "META_PIXEL_ID": "1234567890",
     "META_ACCESS_TOKEN": "EAAG-unit-token-one",
     "META_ACCESS_TOKEN_2": "EAAG-unit-token-two",
+    "CRM_TOKEN": "crm-unit-token-0123",
 }
 BAD_CASES = sorted(p.name for p in BAD.iterdir() if p.is_dir())
 
@@ -73,19 +74,23 @@ def test_every_bad_case_is_present() -> None:
 def test_good_folder_loads() -> None:
     container = load_container(GOOD, environ=ENVIRON)
     assert [t.name for t in container.tags] == ["meta-standard", "meta-second-pixel"]
-    first, second = container.tags
+    entry_one, entry_two = container.tags
+    first, second = entry_one.tag, entry_two.tag
     assert isinstance(first, MetaTag) and isinstance(second, MetaTag)
     assert first.pixel_id == "1234567890"
     assert first.access_token.reveal() == "EAAG-unit-token-one"
-    assert first.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    (trigger,) = entry_one.triggers
+    assert trigger.events == frozenset({"PageView", "Purchase", "AddToCart"})
+    assert entry_one.require_consent == ("ad_storage",)
     assert first.api_version == "v25.0"
     assert second.pixel_id == "9876543210"
     assert second.access_token.reveal() == "EAAG-unit-token-two"
-    assert second.events is None
+    (every,) = entry_two.triggers
+    assert every.events is None and every.condition is None
     assert second.browser_mode == "none"
     assert second.api_version == "v26.0"
     assert second.test_event_code == "TEST12345"
-    assert second.require_consent == ("ad_storage", "ad_user_data")
+    assert entry_two.require_consent == ("ad_storage", "ad_user_data")
     assert re.fullmatch(r"[0-9a-f]{12}", container.version)
 
 
@@ -144,9 +149,9 @@ def test_env_set_makes_the_env_case_valid() -> None:
     container = load_container(
         BAD / "env_unset", environ={**ENVIRON, "TAGSERVER_TEST_UNSET_PIXEL": "5555555555"}
     )
-    (meta,) = container.tags
-    assert isinstance(meta, MetaTag)
-    assert meta.pixel_id == "5555555555"
+    (entry,) = container.tags
+    assert isinstance(entry.tag, MetaTag)
+    assert entry.tag.pixel_id == "5555555555"
 
 
 def test_duplicate_names_report_both_files() -> None:
@@ -160,6 +165,10 @@ def test_duplicate_names_report_both_files() -> None:
 def test_missing_folder(tmp_path: Path) -> None:
     exc = config_error(tmp_path / "nope")
     assert "does not exist" in str(exc)
+    proc = run_validate(tmp_path / "nope")
+    assert proc.returncode == 1
+    assert "the tags folder does not exist" in proc.stderr
+    assert "--tags" not in proc.stderr + proc.stdout  # validate has no such flag
 
 
 def test_every_problem_of_every_file_is_collected(tmp_path: Path) -> None:
@@ -189,7 +198,34 @@ def test_pixel_id_from_the_environment_is_checked_like_a_literal_one() -> None:
     # a literal pixel_id must match ^[0-9]{5,20}$; the same value from META_PIXEL_ID ends up in
     # the Graph API URL path and must not bypass that check
     exc = config_error(SHIPPED_TAGS, {**ENVIRON, "META_PIXEL_ID": "123/../../me"})
-    assert "META_PIXEL_ID" in str(exc) or "pixel_id" in str(exc)
+    assert "pixel_id: the environment variable META_PIXEL_ID is not 5 to 20 digits" in str(exc)
+    assert "123/../../me" not in str(exc)
+
+
+def test_a_short_literal_pixel_id_says_what_is_expected(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = {"name": "m", "type": "meta", "pixel_id": "1234",
+           "access_token": {"env": "META_ACCESS_TOKEN"}}
+    (folder / "m.json").write_text(json.dumps({"tags": [tag]}), "utf-8")
+    (issue,) = config_error(folder).issues
+    assert issue.path == "$.tags[0].pixel_id"
+    assert issue.message == 'expected 5 to 20 digits, or {"env": "VARIABLE"}'
+
+
+def test_a_duplicate_tag_name_does_not_hide_the_tags_other_problems(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = {"name": "m", "type": "meta", "pixel_id": "1234567890",
+           "access_token": {"env": "META_ACCESS_TOKEN"}}
+    second = {**tag, "custom_data": {"x": "{{nope}}"}, "triggers": ["missing"]}
+    (folder / "m.json").write_text(json.dumps({"tags": [tag, second]}), "utf-8")
+    found = {(i.path, i.message) for i in config_error(folder).issues}
+    assert found == {
+        ("$.tags[1].name", "duplicate tag name 'm'"),
+        ("$.tags[1].custom_data.x", "unknown variable 'nope'"),
+        ("$.tags[1].triggers[0]", "unknown trigger 'missing'"),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,7 +247,7 @@ def test_every_registered_type_has_a_schema_branch() -> None:
 def test_shipped_containers_validate(folder: Path) -> None:
     container = load_container(folder, environ=ENVIRON)
     assert len(container.tags) >= 1
-    meta = container.tags[0]
+    (meta,) = [entry.tag for entry in container.tags if isinstance(entry.tag, MetaTag)]
     assert isinstance(meta, MetaTag)
     assert meta.pixel_id == "1234567890"
     assert meta.access_token.reveal() == "EAAG-unit-token-one"
@@ -287,3 +323,46 @@ def test_cli_validate_missing_variables_exits_1() -> None:
     proc = run_validate(SHIPPED_TAGS, {})
     assert proc.returncode == 1
     assert "META_PIXEL_ID" in proc.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# strict JSON
+
+
+def test_duplicate_keys_are_an_error_naming_key_and_path(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    tag = json.dumps({"name": "m", "type": "meta", "pixel_id": "1234567890",
+                      "access_token": {"env": "META_ACCESS_TOKEN"}})
+    text = (f'{{"tags": [{tag[:-1]}, "events": ["Lead"], "events": ["Purchase"]}}],'
+            f' "tags": []}}')
+    (folder / "dup.json").write_text(text, "utf-8")
+    exc = config_error(folder)
+    found = {(Path(i.where).name, i.path, i.message) for i in exc.issues}
+    assert ("dup.json", "$.tags", "duplicate key 'tags' in one object") in found
+    # the inner duplicate was in the list the second "tags" replaced; a kept one is found too
+    (folder / "dup.json").write_text(f'{{"tags": [{tag[:-1]}, "events": ["Lead"], '
+                                     f'"events": ["Purchase"]}}]}}', "utf-8")
+    exc = config_error(folder)
+    (issue,) = exc.issues
+    assert (issue.path, issue.message) == ("$.tags[0].events", "duplicate key 'events' in one "
+                                                               "object")
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_refused(tmp_path: Path, constant: str) -> None:
+    folder = tmp_path / "tags"
+    folder.mkdir()
+    text = '{"variables": {"v": {"type": "constant", "value": VALUE}}, "tags": []}'
+    (folder / "nan.json").write_text(text.replace("VALUE", constant), "utf-8")
+    exc = config_error(folder)
+    (issue,) = exc.issues
+    assert issue.path == "$" and issue.message == f"not JSON: {constant} is not a JSON number"
+
+
+def test_a_utf8_bom_is_accepted(tmp_path: Path) -> None:
+    folder = tmp_path / "tags"
+    shutil.copytree(GOOD, folder)
+    path = folder / "meta.json"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    assert len(load_container(folder, environ=ENVIRON).tags) == 2

@@ -448,7 +448,11 @@ def test_visitor_id_is_new_for_each_new_visitor() -> None:
     "forge",
     [
         pytest.param(lambda good, vid: vid, id="unsigned"),
-        pytest.param(lambda good, vid: good[:-1] + ("A" if good[-1] != "A" else "B"), id="bad-sig"),
+        # a character inside the signature: the last base64 character carries unused low bits
+        pytest.param(
+            lambda good, vid: good[:-5] + ("A" if good[-5] != "A" else "Q") + good[-4:],
+            id="bad-sig",
+        ),
         pytest.param(lambda good, vid: "0" * 32 + good[32:], id="swapped-id"),
         pytest.param(
             lambda good, vid: (
@@ -480,3 +484,23 @@ def test_visitor_id_from_the_other_prefix_is_not_read() -> None:
     host_cookie = by_name(first)["__Host-tsid"].value
     identity = identify({"__Host-tsid": host_cookie}, scope=SHOP)
     assert identity.visitor_id != first.visitor_id
+
+
+def test_duplicate_cookies_keep_the_first_valid_value() -> None:
+    from tagserver.identity import parse_cookie_header
+
+    cookies = parse_cookie_header(
+        "_fbp=garbage; _fbp=fb.1.1657051589577.1088522659; _fbp=fb.1.1657051589577.42"
+    )
+    identity = resolve_identity(
+        cookies,
+        page_url=None,
+        referrer_url=None,
+        scope=CookieScope(domain="shop.example", subdomain_index=1),
+        ad_storage=True,
+        analytics_storage=False,
+        signer=Signer("k" * 32, salt="t"),
+        now_ms=1_700_000_000_000,
+        max_age=100,
+    )
+    assert identity.fbp == "fb.1.1657051589577.1088522659"

@@ -10,8 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tagserver.consent import Consent
-from tagserver.container.loader import Container
+from tagserver.container.loader import Container, ContainerTag
 from tagserver.container.runtime import run_container
+from tagserver.container.scope import Scope
+from tagserver.container.triggers import Trigger, event_names
 from tagserver.event import Event
 from tagserver.secret import Secret
 from tagserver.tags import TagResult
@@ -56,12 +58,47 @@ def make_event(**overrides: Any) -> Event:
 
 
 def build(meta_tag: MetaTag, event: Event, *, now: float = NOW) -> TagResult:
-    return meta_tag.build(event, default_country=None, now=now)
+    return meta_tag.build(Scope.from_event(event), default_country=None, now=now)
+
+
+def entry(meta_tag: MetaTag, *, events: list[str] | None = None) -> ContainerTag:
+    """The tag in a container, with the meta type's default consent (ad_storage)."""
+    triggers = (Trigger("t", event_names(events), None),) if events is not None else ()
+    return ContainerTag(
+        name=meta_tag.name,
+        type="meta",
+        tag=meta_tag,
+        triggers=triggers,
+        require_consent=MetaTag.default_consent,
+    )
+
+
+def fires(container_tag: ContainerTag, event: Event) -> bool:
+    return container_tag.fires(Scope.from_event(event), event_key(event.event_name))
+
+
+def event_key(name: str) -> str:
+    from tagserver.meta.events import meta_event_name
+
+    return meta_event_name(name)
 
 
 def only_capi(result: TagResult) -> dict[str, Any]:
     assert len(result.outbound) == 1, result
     return dict(result.outbound[0].payload)
+
+
+class _NoReferences:
+    """A compile context for configs without templates: any problem fails the test."""
+
+    def problem(self, path: str, message: str, hint: str = "") -> None:
+        raise AssertionError(f"{path}: {message}")
+
+    def variable(self, name: str, *, path: str) -> None:
+        raise AssertionError(f"{path}: unexpected variable {name}")
+
+
+NO_REFERENCES = _NoReferences()
 
 
 def reasons(result: TagResult) -> list[str]:
@@ -208,10 +245,10 @@ def test_ad_user_data_denied_sends_no_hashed_keys_but_keeps_the_rest() -> None:
 
 def test_ad_storage_denied_does_not_fire() -> None:
     event = make_event(consent=Consent(ad_storage=False), fbp=None, fbc=None)
-    meta_tag = tag()
-    assert meta_tag.fires(event) is False
+    meta_entry = entry(tag())
+    assert fires(meta_entry, event) is False
     result = run_container(
-        Container(tags=(meta_tag,), version="test"), event, default_country=None, now=NOW
+        Container(tags=(meta_entry,), version="test"), event, default_country=None, now=NOW
     )
     assert result.fired == []
     assert result.commands == []
@@ -220,7 +257,10 @@ def test_ad_storage_denied_does_not_fire() -> None:
 
 def test_granted_event_fires_through_the_container() -> None:
     result = run_container(
-        Container(tags=(tag(),), version="test"), make_event(), default_country=None, now=NOW
+        Container(tags=(entry(tag()),), version="test"),
+        make_event(),
+        default_country=None,
+        now=NOW,
     )
     assert result.fired == ["meta"]
     assert len(result.commands) == 1
@@ -228,10 +268,10 @@ def test_granted_event_fires_through_the_container() -> None:
 
 
 def test_events_filter_matches_after_the_ga4_mapping() -> None:
-    meta_tag = tag(events=frozenset({"Purchase"}))
-    assert meta_tag.fires(make_event(event_name="purchase")) is True
-    assert meta_tag.fires(make_event(event_name="Purchase")) is True
-    assert meta_tag.fires(make_event(event_name="PageView")) is False
+    meta_entry = entry(tag(), events=["Purchase"])
+    assert fires(meta_entry, make_event(event_name="purchase")) is True
+    assert fires(meta_entry, make_event(event_name="Purchase")) is True
+    assert fires(meta_entry, make_event(event_name="PageView")) is False
 
 
 def test_from_config_reads_the_environment() -> None:
@@ -245,10 +285,11 @@ def test_from_config_reads_the_environment() -> None:
             "browser_mode": "img",
         },
         environ={"PIXEL": " 999888777 ", "TOKEN": "EAAG-env-token-xyz"},
+        ctx=NO_REFERENCES,
+        path="$.tags[0]",
     )
     assert meta_tag.pixel_id == "999888777"
     assert meta_tag.access_token.reveal() == "EAAG-env-token-xyz"
-    assert meta_tag.events == frozenset({"Purchase", "Lead"})
     assert meta_tag.browser_mode == "img"
     assert "EAAG-env-token-xyz" not in repr(meta_tag)
 
@@ -331,3 +372,18 @@ def test_custom_data_of_the_event_is_not_mutated() -> None:
     build(tag(), event)
     assert custom == {"value": "29.90", "currency": "eur", "contents": [{"id": "1", "quantity": 2}]}
     assert dataclasses.asdict(event)["custom_data"] == custom
+
+
+def test_value_locale_of_the_tag_converts_locale_formatted_values() -> None:
+    from tagserver.tags.meta import MetaTag
+
+    plain = MetaTag(name="m", pixel_id="12345", access_token=Secret("t" * 20))
+    german = MetaTag(name="m", pixel_id="12345", access_token=Secret("t" * 20), value_locale="de")
+    event = make_event(custom_data={"value": "1.234,56", "currency": "EUR"})
+    refused = build(plain, event)
+    assert refused.outbound == []  # a Purchase without a usable value is held back
+    reasons = {reason: detail for reason, detail in refused.drops}
+    assert reasons["invalid_field"].startswith("custom_data.value: not a number")
+    assert "missing_purchase_data" in reasons
+    converted = only_capi(build(german, event))
+    assert converted["custom_data"]["value"] == 1234.56

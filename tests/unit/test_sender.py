@@ -328,3 +328,13 @@ def test_retrying_destination_is_cut_at_the_drain_timeout() -> None:
     assert len(run.requests) == 1
     assert run.stop_seconds < 2.0
     assert sum(v for k, v in run.drops.items() if k.endswith("/shutdown")) == 1
+
+
+def test_an_event_that_cannot_be_encoded_is_isolated_and_counted() -> None:
+    dest = destination()
+    items = events_for(dest, ["e1", "e2", "e3"])
+    items.insert(1, Outbound(dest, {**event("bad"), "event_source_url": "https://x/\udcff"}))
+    result = run_sender(ok, items, wait_before_stop=0.1)
+    delivered = sorted(e for i in range(len(result.requests)) for e in result.ids(i))
+    assert delivered == ["e1", "e2", "e3"]
+    assert result.drops == {f"meta:{PIXEL_A}/invalid_event": 1}

@@ -260,6 +260,20 @@ def test_wildcards_are_refused_with_the_reason(name: str, value: str, says: str)
     assert says in issue.message
 
 
+@pytest.mark.parametrize("domain", ["co.uk", "github.io", "com"])
+def test_a_public_suffix_is_not_a_site_domain(domain: str) -> None:
+    if "." not in domain:  # a single label (localhost, com) is a bare host, allowed host-only
+        assert load_settings({"TAGSERVER_SITE_DOMAINS": domain}).site_domains == (domain,)
+        return
+    exc = config_error({"TAGSERVER_SITE_DOMAINS": domain})
+    assert "public suffix" in str(exc)
+
+
+@pytest.mark.parametrize("proxies", ["0.0.0.0/0", "::/0", "127.0.0.1,0.0.0.0/0"])
+def test_trusting_every_address_is_refused(proxies: str) -> None:
+    assert "trusts every address" in str(config_error({"TAGSERVER_TRUSTED_PROXIES": proxies}))
+
+
 # ---------------------------------------------------------------------------------------------
 # outbox and metrics
 

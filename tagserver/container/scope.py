@@ -1,0 +1,114 @@
+"""What one tag's parameters and one trigger see of an event: its event data and request context.
+
+A :class:`Scope` is made once per event (and once more per tag whose transformations change the
+event data); named variables are computed at most once per scope.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import parse_qsl, urlsplit
+
+from tagserver.consent import GRANTED, Consent
+from tagserver.container.event_data import event_data_from_event
+from tagserver.event import Event
+
+if TYPE_CHECKING:
+    from tagserver.clients.ga4 import GA4Hit
+    from tagserver.container.triggers import Trigger
+    from tagserver.container.variables import Variable
+
+#: The client that turned the request into the event: ``collect`` (``POST /e``) or ``ga4``
+#: (gtag.js hits on ``/g/collect``).
+ClientName = Literal["collect", "ga4"]
+
+
+class Scope:
+    """Event data (``data``), consent, request cookies and headers (names lower case), and for an
+    event of the ``ga4`` client the gtag.js hit it came from (``ga4``, what a ``ga4`` tag
+    forwards).
+
+    ``data`` is never mutated; transformations make a new scope with :meth:`derive`.
+    """
+
+    __slots__ = ("data", "consent", "cookies", "headers", "ga4", "matched", "_values", "_query",
+                 "_root")
+
+    def __init__(
+        self,
+        data: Mapping[str, Any],
+        *,
+        consent: Consent = GRANTED,
+        cookies: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ga4: GA4Hit | None = None,
+    ) -> None:
+        self.data = data
+        self.consent = consent
+        self.cookies: Mapping[str, str] = cookies if cookies is not None else {}
+        self.headers: Mapping[str, str] = headers if headers is not None else {}
+        self.ga4 = ga4
+        self.matched: dict[Trigger, bool] = {}  # trigger conditions evaluated on this event
+        self._values: dict[str, Any] = {}
+        self._query: dict[str, str] | None = None
+        self._root: Scope = self
+
+    @classmethod
+    def from_event(cls, event: Event) -> Scope:
+        """The scope of an event of either client: its event data plus its consent, cookies,
+        headers (and GA4 hit)."""
+        return cls(
+            event_data_from_event(event),
+            consent=event.consent,
+            cookies=event.cookies,
+            headers=event.headers,
+            ga4=event.ga4,
+        )
+
+    @property
+    def client(self) -> ClientName:
+        """The client the event came from."""
+        return "collect" if self.ga4 is None else "ga4"
+
+    @property
+    def root(self) -> Scope:
+        """The untransformed scope this one was derived from (itself when not derived)."""
+        return self._root
+
+    def derive(self, data: Mapping[str, Any]) -> Scope:
+        """The same request context with other event data: variables that read event data are
+        computed afresh, the others are shared with this scope."""
+        derived = Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers,
+                        ga4=self.ga4)
+        derived._root = self._root
+        return derived
+
+    def variable(self, variable: Variable) -> Any:
+        """The value of a named variable, computed once per scope (once per event when it does
+        not read event data)."""
+        if not variable.uses_data and self._root is not self:
+            return self._root.variable(variable)
+        values = self._values
+        name = variable.name
+        if name in values:
+            return values[name]
+        value = variable.compute(self)
+        values[name] = value
+        return value
+
+    def query_params(self) -> Mapping[str, str]:
+        """The query parameters of ``page_location`` (first value of each name), parsed once."""
+        if self._query is None:
+            self._query = query_params(self.data.get("page_location"))
+        return self._query
+
+
+def query_params(url: object) -> dict[str, str]:
+    """The query of ``url`` as ``{name: first value}``; ``{}`` for a non-string or no query."""
+    if not isinstance(url, str) or "?" not in url:
+        return {}
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        params.setdefault(key, value)
+    return params
