@@ -244,6 +244,36 @@ def test_consent_ad_user_data_denied_sends_no_hashed_contact_data(
     assert events["l-2"]["user_data"]["ph"] == sha256_hex("16505551212")
 
 
+def test_contact_data_is_hashed_for_meta_and_never_sent_to_google(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    server = start_server()
+    contact = ("ep.user_data.email_address=Jane.Doe%40Example.com"
+               "&ep.user_data.phone_number=%2B447700900123&ep.user_data.address.first_name=Jane"
+               "&ep.user_data.address.city=Leeds&epn.user_data.address.postal_code=12345"
+               "&up.user_data.email_address=Jane.Doe%40Example.com")
+    server.get(f"/g/collect?{SHARED}&en=generate_lead&ep.event_id=c-1&{contact}",
+               headers=HEADERS)
+    server.post(f"/g/collect?{SHARED}&{contact}",
+                content=f"en=sign_up&ep.event_id=c-2&{contact}\nen=purchase&ep.event_id=c-3"
+                        f"&ep.transaction_id=T-9&cu=EUR&epn.value=5&{contact}",
+                headers={**HEADERS, "Content-Type": "text/plain;charset=UTF-8"})
+    events = {e["event_id"]: e for e in fake_graph.wait_for_events(3)}
+    assert sorted(events) == ["c-1", "c-2", "c-3"]
+    for event in events.values():
+        assert event["user_data"]["em"] == sha256_hex("jane.doe@example.com")
+        assert event["user_data"]["ph"] == sha256_hex("447700900123")
+        assert event["user_data"]["fn"] == sha256_hex("jane")
+        assert event["user_data"]["ct"] == sha256_hex("leeds")
+    forwarded = fake_ga4.wait_for_hits(3)
+    assert len(forwarded) == 3
+    for request in forwarded:
+        wire = (request.query + "&" + request.body.decode()).lower()
+        assert "user_data" not in unquote(wire), wire
+        assert "jane" not in unquote(wire) and "447700900123" not in wire and "leeds" not in wire
+        assert request.params["tid"] == "G-SHOP1" and request.hit()["en"]
+
+
 def test_fbclid_in_dl_becomes_fbc(start_server: StartServer, fake_graph: FakeGraphAPI) -> None:
     server = start_server()
     query = SHARED.replace("dl=https%3A%2F%2Fwww.shop.example%2Fp%2Ftee",
