@@ -368,6 +368,46 @@ def test_path_prefix_preflight_and_gtag_side_paths(start_server: StartServer) ->
     assert set_cookie.headers["access-control-allow-origin"] == ORIGIN
 
 
+def test_head_is_answered_without_any_side_effect(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    """Starlette routes HEAD wherever GET goes: a monitor's HEAD must not become a hit."""
+    server = start_server()
+    for path in (f"/g/collect?{SHARED}&en=page_view&ep.event_id=head-1",
+                 f"/metrics/g/collect?{SHARED}&en=purchase&cu=EUR&epn.value=5",
+                 f"/g/collect/?{SHARED}&en=page_view", "/g/collect"):
+        response = server.request("HEAD", path, headers=HEADERS)
+        assert response.status_code == 200, path
+        assert response.content == b"" and "set-cookie" not in response.headers
+    server.get(f"/g/collect?{SHARED}&en=page_view&ep.event_id=get-1", headers=HEADERS)
+    (event,) = fake_graph.wait_for_events(1)  # the GET after the HEADs: only it arrives
+    assert event["event_id"] == "get-1"
+    (hit,) = fake_ga4.wait_for_hits(1)
+    assert hit.params["ep.event_id"] == "get-1"
+    time.sleep(1.5)  # a flush interval: nothing else trickles in
+    assert len(fake_ga4.requests) == 1 and len(fake_graph.events_seen()) == 1
+
+
+def test_trailing_slash_is_the_same_endpoint_without_a_redirect(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    server = start_server()
+    get = server.get(f"/g/collect/?{SHARED}&en=page_view&ep.event_id=slash-1&richsstsse",
+                     headers=HEADERS)
+    assert get.status_code == 200 and "location" not in get.headers
+    assert get.headers["content-type"].startswith("text/event-stream")
+    post = server.post(f"/metrics/g/collect/?{SHARED}", content="en=page_view&ep.event_id=slash-2",
+                       headers=HEADERS)
+    assert post.status_code == 200 and post.text == ""
+    preflight = server.options("/g/collect/", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    forwarded = fake_ga4.wait_for_hits(2)
+    assert sorted(r.hit()["ep.event_id"] for r in forwarded) == ["slash-1", "slash-2"]
+    assert all(r.path == "/g/collect" for r in forwarded)
+    assert {e["event_id"] for e in fake_graph.wait_for_events(2)} == {"slash-1", "slash-2"}
+
+
 def test_event_id_parameter_is_configurable(
     start_server: StartServer, fake_graph: FakeGraphAPI
 ) -> None:
