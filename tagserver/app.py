@@ -227,6 +227,8 @@ def create_app(
             for prefix in ("", "/{prefix:path}")
             for path, endpoint, methods in (
                 ("/g/collect", ga4_collect, ["GET", "POST", "OPTIONS"]),
+                # the same endpoint: no redirect (Starlette's would say http:// behind TLS)
+                ("/g/collect/", ga4_collect, ["GET", "POST", "OPTIONS"]),
                 ("/_/service_worker/{rest:path}", handle_service_worker, ["GET"]),
                 ("/_/set_cookie", ga4_set_cookie, ["GET", "POST", "OPTIONS"]),
             )

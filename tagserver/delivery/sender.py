@@ -89,16 +89,43 @@ class Sender:
             self.flush()
 
     def flush(self) -> None:
-        """Start sending everything queued, in batches of at most ``max_batch``."""
+        """Start sending everything queued, in batches of at most ``max_batch``.
+
+        Batches go out concurrently, except those a channel chains: when it defines
+        ``chain_key(payload)``, consecutive one-event batches with the same non-``None`` key (the
+        hits of one batched GA4 body) are sent one after the other, in the order they came.
+        """
         buffers, self._buffers = self._buffers, {}
         for destination, payloads in buffers.items():
-            size = self._channel(destination).max_batch
+            channel = self._channel(destination)
+            size = channel.max_batch
+            chain_key = getattr(channel, "chain_key", None)
+            chains: list[list[Sequence[Payload]]] = []
+            previous: object = None
             for start in range(0, len(payloads), size):
                 batch = payloads[start : start + size]
-                self._queued -= len(batch)
-                task = asyncio.create_task(self._deliver_guarded(destination, batch))
-                self._tasks[task] = (self._channel(destination).label(destination), len(batch))
+                key = chain_key(batch[0]) if chain_key is not None and size == 1 else None
+                if key is not None and key == previous and chains:
+                    chains[-1].append(batch)
+                else:
+                    chains.append([batch])
+                previous = key
+            for chain in chains:
+                count = sum(len(batch) for batch in chain)
+                self._queued -= count
+                task = asyncio.create_task(self._deliver_chain(destination, chain))
+                self._tasks[task] = (channel.label(destination), count)
                 task.add_done_callback(self._tasks.pop)
+
+    async def _deliver_chain(self, destination: Any, chain: Sequence[Sequence[Payload]]) -> None:
+        """Each batch in turn (retries included before the next one starts)."""
+        task = asyncio.current_task()
+        remaining = sum(len(batch) for batch in chain)
+        for batch in chain:
+            await self._deliver_guarded(destination, batch)
+            remaining -= len(batch)
+            if task in self._tasks:  # what a drain timeout would still count as lost
+                self._tasks[task] = (self._tasks[task][0], remaining)
 
     @property
     def pending(self) -> int:
