@@ -58,6 +58,7 @@ from tagserver.identity import (
 )
 from tagserver.limits import LimitsMiddleware, RateLimits
 from tagserver.logs import AccessLogMiddleware
+from tagserver.purchase_token import PurchaseReplayGuard
 from tagserver.server_events.api import handle_api_events
 from tagserver.server_events.store import ServerEventStore
 from tagserver.settings import Settings, load_settings
@@ -85,6 +86,7 @@ class AppState:
     reloader: ContainerReloader | None = None
     api_store: ServerEventStore | None = None
     limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
+    purchase_guard: PurchaseReplayGuard = field(default_factory=PurchaseReplayGuard)
 
 
 def create_app(
