@@ -65,6 +65,7 @@ from tagserver.identity import (
 from tagserver.limits import LimitsMiddleware, RateLimits
 from tagserver.logs import AccessLogMiddleware
 from tagserver.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from tagserver.purchase_token import PurchaseReplayGuard
 from tagserver.server_events.api import handle_api_events
 from tagserver.server_events.store import ServerEventStore
 from tagserver.settings import Settings, load_settings
@@ -94,6 +95,7 @@ class AppState:
     reloader: ContainerReloader | None = None
     api_store: ServerEventStore | None = None
     limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
+    purchase_guard: PurchaseReplayGuard = field(default_factory=PurchaseReplayGuard)
 
 
 def create_app(
@@ -266,6 +268,8 @@ def create_app(
             for prefix in ("", "/{prefix:path}")
             for path, endpoint, methods in (
                 ("/g/collect", ga4_collect, ["GET", "POST", "OPTIONS"]),
+                # the same endpoint: no redirect (Starlette's would say http:// behind TLS)
+                ("/g/collect/", ga4_collect, ["GET", "POST", "OPTIONS"]),
                 ("/_/service_worker/{rest:path}", handle_service_worker, ["GET"]),
                 ("/_/set_cookie", ga4_set_cookie, ["GET", "POST", "OPTIONS"]),
             )

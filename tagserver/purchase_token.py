@@ -22,7 +22,9 @@ or ``tagserver sign --order-id A-1001 --value 59.9 --currency EUR`` (keys from t
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -70,9 +72,17 @@ def sign_purchase(
 
     Raises ``ValueError`` without keys or for a value that is not an amount.
     """
+    from tagserver.meta.normalize import normalize_currency
+
     amount = _amount(value)
-    if amount is None or not order_id or len(currency) != 3:
-        raise ValueError("expected an order id, an amount and a 3-letter currency code")
+    if amount is None:
+        raise ValueError(f"value {str(value)[:40]!r} is not an amount such as 59.90")
+    if not order_id or len(order_id) > 200 or not order_id.isprintable():
+        raise ValueError("order id: 1 to 200 printable characters, no control characters")
+    if normalize_currency(currency) is None:
+        raise ValueError(f"currency {currency[:10]!r} is not an ISO 4217 code such as EUR")
+    if expires_in <= 0:
+        raise ValueError("expires_in must be a positive number of seconds")
     issued = time.time() if now is None else now
     payload = {"o": str(order_id), "v": amount, "c": currency.upper(),
                "exp": int(issued + expires_in)}
@@ -106,3 +116,36 @@ def verify_purchase(
         and currency.upper() == payload.get("c")
     )
     return None if same else "mismatch"
+
+
+class PurchaseReplayGuard:
+    """Remembers which event first used each order's valid token, so that one genuine token
+    cannot vouch for several Purchases with different event ids (a replayed thank-you page).
+
+    The same event id again (a retry or a reload) is still accepted: Meta deduplicates it. Entries
+    live ``ttl_s`` seconds (48 h, Meta's deduplication window) and at most ``max_entries`` are kept,
+    oldest dropped first. Per process: with ``--workers N`` each worker keeps its own record.
+    """
+
+    def __init__(self, *, ttl_s: float = 48 * 3600, max_entries: int = 100_000) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._first: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def claim(self, order_id: str, event_id: str, *, now: float) -> bool:
+        """True when ``event_id`` is the first (or the same) event to use ``order_id``'s token
+        within the window; ``now`` in unix seconds."""
+        with self._lock:
+            while self._first:
+                oldest, (_, expires) = next(iter(self._first.items()))
+                if expires > now:
+                    break
+                del self._first[oldest]
+            first = self._first.get(order_id)
+            if first is not None:
+                return first[0] == event_id
+            self._first[order_id] = (event_id, now + self._ttl_s)
+            if len(self._first) > self._max_entries:
+                self._first.popitem(last=False)
+            return True

@@ -102,9 +102,10 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
             "body is nested too deeply", errors=[{"field": "body", "message": "too deep"}]
         ) from None
     except ValueError as exc:  # NaN/Infinity, integers over Python's digit limit
+        message = str(exc) if "is not a JSON number" in str(exc) else "a number has too many digits"
         raise HitRejected(
             "body holds a number JSON cannot carry",
-            errors=[{"field": "body", "message": str(exc)[:120]}],
+            errors=[{"field": "body", "message": message}],
         ) from None
     if not isinstance(data, dict):
         raise HitRejected(

@@ -170,6 +170,9 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
     if meta_event_name(event.event_name) == "Purchase":
         keys = [key.reveal() for key in settings.purchase_token_keys]
         verdict = verify_purchase(token, event.custom_data, keys=keys, now=now)
+        order_id = str(event.custom_data.get("order_id"))
+        if verdict is None and not state.purchase_guard.claim(order_id, event.event_id, now=now):
+            verdict = "already used by another event"
         changes["purchase_token"] = verdict or "valid"
     if "purchase_token" in event.custom_data:
         changes["custom_data"] = {

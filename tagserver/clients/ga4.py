@@ -92,8 +92,11 @@ class GA4Batch:
 
 
 def collect_prefix(path: str) -> str | None:
-    """The prefix of a ``[<prefix>]/g/collect`` path (``/metrics/g/collect`` → ``/metrics``), or
-    ``None`` when ``path`` is not a GA4 collection path."""
+    """The prefix of a ``[<prefix>]/g/collect`` path (``/metrics/g/collect`` → ``/metrics``; one
+    trailing slash, ``/g/collect/``, is the same endpoint), or ``None`` when ``path`` is not a
+    GA4 collection path."""
+    if path.endswith(COLLECT_SUFFIX + "/"):
+        path = path[:-1]
     if not path.endswith(COLLECT_SUFFIX):
         return None
     prefix = path[: -len(COLLECT_SUFFIX)]

@@ -191,10 +191,17 @@ class HttpChannel:
 class GA4Channel:
     """``POST {ga4_url}/g/collect?<hit query>&_uip=..`` with the hit's body line and the visitor's
     User-Agent (REFERENCE §2), one request per hit. 2xx is success (Google answers 204); 5xx and
-    429 are transient; any other answer is permanent."""
+    429 are transient; any other answer is permanent. The hits of one batched body (same query)
+    are chained: sent one after the other in the page's order, as gtag sent them in one request;
+    different requests still go out concurrently."""
 
     max_batch = 1
     max_age_s = float(GA4_MAX_AGE_S)
+
+    def chain_key(self, payload: Mapping[str, Any]) -> str | None:
+        """Hits with the same forwarded query (shared parameters of one request, ``_s`` and
+        ``_uip`` included) are sent in order; a query-only hit has no body line to chain."""
+        return str(payload["query"]) if payload.get("body") else None
 
     def __init__(self, ga4_url: str) -> None:
         self.ga4_url = ga4_url.rstrip("/")

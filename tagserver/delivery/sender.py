@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel, request_head
+from tagserver.delivery.channels import Channel, payload_mapping, request_head
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
@@ -60,6 +60,11 @@ class _Held:
     attempts: int = 0
     due: float = 0.0  # time.monotonic()
     in_flight: bool = False
+    #: the channel's ``chain_key`` of the payload (``None``: not chained), once computed
+    chain: str | None = None
+    chain_known: bool = False
+    #: an earlier entry of its chain is still held: not sent before that one is done
+    blocked: bool = False
 
 
 class Sender:
@@ -256,26 +261,52 @@ class Sender:
             max(h.due, self._paused.get(key, 0.0))
             for key, held in self._held.items()
             for h in held.values()
-            if not h.in_flight
+            if not h.in_flight and not h.blocked
         ]
         return min(dues, default=None)
 
     def _dispatch(self) -> None:
-        """Start a delivery task for every due batch."""
+        """Start a delivery task for every due batch.
+
+        Batches go out concurrently, except those a channel chains: when it defines
+        ``chain_key(payload)`` (one-event batches), entries with the same non-``None`` key (the
+        hits of one batched GA4 body) are sent one after the other in the order they were stored,
+        an entry waiting while an earlier one of its chain is in flight or waiting for a retry.
+        """
         now = time.monotonic()
         for key, held in self._held.items():
             if self._paused.get(key, 0.0) > now:
                 continue
-            ready = [h for h in held.values() if not h.in_flight and h.due <= now]
+            destination = self._destination(key)
+            channel = self._channel(destination) if destination is not None else None
+            size = channel.max_batch if channel is not None else 1000
+            chain_key = getattr(channel, "chain_key", None) if size == 1 else None
+            if chain_key is not None:
+                self._mark_blocked(held.values(), chain_key)
+            ready = [h for h in held.values() if not h.in_flight and not h.blocked and h.due <= now]
             if not ready:
                 continue
-            destination = self._destination(key)
-            size = self._channel(destination).max_batch if destination is not None else 1000
             for start in range(0, len(ready), size):
                 batch = ready[start : start + size]
                 for h in batch:
                     h.in_flight = True
                 self._spawn(self._deliver_guarded(key, batch))
+
+    @staticmethod
+    def _mark_blocked(held: Iterable[_Held], chain_key: Callable[[Any], str | None]) -> None:
+        """Set ``blocked`` on every held entry (in stored order) behind an earlier one of its
+        chain."""
+        seen: set[str] = set()
+        for h in held:
+            if not h.chain_known:
+                h.chain_known = True
+                try:
+                    h.chain = chain_key(payload_mapping(h.entry.payload))
+                except (TypeError, ValueError, KeyError):
+                    h.chain = None
+            h.blocked = h.chain is not None and h.chain in seen
+            if h.chain is not None:
+                seen.add(h.chain)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

@@ -10,6 +10,10 @@ key's value back as parameters (GA4 measurement protocol names, REFERENCE §2):
 ``sst.<k>``, ``client_hints`` → ``uaa``.. ``uaw``, ``x-ga-<field>`` → ``<field>``,
 ``x-ga-mp2-<name>`` → ``<name>``.
 
+Contact data never goes to Google: :func:`is_contact_param` names the parameters of the
+``user_data`` family (``ep.user_data.*``, ``epn.user_data.*``, ``up.user_data.*``,
+``upn.user_data.*``), and :func:`encode_for_google` is :func:`encode_key` without them.
+
 Keys that no parameter carries (``event_time``, ``custom_data``, ``x-fb-ck-*``,
 ``event_location``) are not forwarded; ``ip_override`` and ``user_agent`` travel as ``_uip`` and
 the User-Agent header (see :mod:`tagserver.ga4.forward`). A value no parameter can hold (an
@@ -72,6 +76,24 @@ def param_key(name: str) -> str | None:
     return f"x-ga-mp2-{name}"
 
 
+#: Parameter prefixes under which sGTM's ``user_data`` (raw or hashed contact data) travels.
+_CONTACT_PREFIXES = ("ep.", "epn.", "up.", "upn.")
+
+
+def is_contact_param(name: str) -> bool:
+    """Whether the parameter ``name`` carries the visitor's contact data — ``ep.user_data``,
+    ``ep.user_data.email_address``, ``epn.user_data.x``, ``up.user_data.phone_number``,
+    ``upn.user_data.*`` (any case) — which tagserver never forwards to Google Analytics: the page
+    meant it for ad platforms (Meta gets it hashed), and GA4's terms forbid sending personal data
+    it could read."""
+    lowered = name.lower()
+    for prefix in _CONTACT_PREFIXES:
+        if lowered.startswith(prefix):
+            rest = lowered[len(prefix):]
+            return rest == "user_data" or rest.startswith("user_data.")
+    return False
+
+
 def format_number(value: int | float) -> str:
     """``3`` → ``"3"``, ``10.0`` → ``"10"``, ``10.01`` → ``"10.01"`` (what ``parse_number`` reads
     back)."""
@@ -115,6 +137,12 @@ def encode_key(key: str, value: object) -> Pairs:
     if isinstance(value, Mapping | list):
         return []  # an event parameter holds text or a number
     return _typed("ep.", "epn.", {key: value})
+
+
+def encode_for_google(key: str, value: object) -> Pairs:
+    """:func:`encode_key` minus the contact parameters (:func:`is_contact_param`): what a
+    transformed hit may add when it is forwarded."""
+    return [(name, text) for name, text in encode_key(key, value) if not is_contact_param(name)]
 
 
 def _typed(text_prefix: str, number_prefix: str, value: object, path: str = "") -> Pairs:

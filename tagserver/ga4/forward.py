@@ -2,11 +2,13 @@
 
 The hit is re-sent as it came — the original query pairs and, for a batched POST, its own body
 line — to ``{GA4_URL}/g/collect``, with the visitor's User-Agent header and ``_uip=<visitor
-ip>`` appended (``_uip=::`` redacts the address). ``richsstsse`` and any ``_uip`` the browser
-sent are removed; ``tid`` and ``cid`` are replaced only when the tag (measurement id) or the
-server-managed client id asks for it; when transformations changed event data keys for the tag
-(``edits``), the parameters behind those keys are replaced by the new values
-(:mod:`tagserver.ga4.encode`). Everything else keeps its bytes.
+ip>`` appended (``_uip=::`` redacts the address). ``richsstsse``, any ``_uip`` the browser sent
+and every contact parameter (``ep.user_data.*``, ``epn.``/``up.``/``upn.user_data.*``: e-mail,
+phone, name, address — :func:`~tagserver.ga4.encode.is_contact_param`) are removed; ``tid`` and
+``cid`` are replaced only when the tag (measurement id) or the server-managed client id asks for
+it; when transformations changed event data keys for the tag (``edits``), the parameters behind
+those keys are replaced by the new values (:mod:`tagserver.ga4.encode`). Everything else keeps
+its bytes.
 
 The payload is a JSON-serialisable :class:`GA4ForwardPayload`, so it can wait in the durable
 outbox; :func:`forward_request` turns it into the HTTP request when it is sent.
@@ -20,7 +22,13 @@ from urllib.parse import quote
 
 from tagserver.clients.ga4 import GA4Hit
 from tagserver.exceptions import HitRejected
-from tagserver.ga4.encode import REQUIRED_KEYS, encode_key, encode_pair, param_key
+from tagserver.ga4.encode import (
+    REQUIRED_KEYS,
+    encode_for_google,
+    encode_pair,
+    is_contact_param,
+    param_key,
+)
 from tagserver.ga4.query import decode_component
 
 #: Parameters never forwarded: the response-format flag and a client-supplied IP.
@@ -46,11 +54,12 @@ def _rewrite(
 ) -> list[str]:
     out = []
     for raw in raw_pairs:
+        raw_name = raw.partition("=")[0]
         try:
-            name = decode_component(raw.partition("=")[0], where="forward")
+            name = decode_component(raw_name, where="forward")
         except HitRejected:  # validated by the client already; keep what cannot be read as is
-            name = ""
-        if name in DROPPED or (drop and param_key(name) in drop):
+            name = raw_name
+        if name in DROPPED or is_contact_param(name) or (drop and param_key(name) in drop):
             continue
         if name in replace:
             out.append(f"{name}={quote(replace[name], safe='')}")
@@ -77,7 +86,8 @@ def build_forward_payload(
     ``client_id`` replaces ``cid`` (server-managed id) when given. ``edits`` maps changed top-level
     event data keys to their new values (``None``: removed); the parameters behind them are
     dropped and the new values appended to the body line (the query for a query-only hit).
-    ``en``, ``v`` and ``tid`` are changed but never removed.
+    ``en``, ``v`` and ``tid`` are changed but never removed. Contact parameters are never
+    forwarded, as sent or as edited.
     """
     replace: dict[str, str] = {}
     if measurement_id:
@@ -89,7 +99,7 @@ def build_forward_payload(
     for key, value in (edits or {}).items():
         if key == "x-ga-measurement_id" and measurement_id:
             continue
-        pairs = encode_key(key, value)
+        pairs = encode_for_google(key, value)
         if not pairs and key in REQUIRED_KEYS:
             continue
         drop.add(key)

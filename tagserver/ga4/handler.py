@@ -87,8 +87,12 @@ def _cors(request: Request, state: AppState) -> dict[str, str]:
 
 
 async def handle_ga4_collect(request: Request, state: AppState) -> Response:
-    """``GET|POST|OPTIONS [<prefix>]/g/collect``: gtag hits → events, cookies, outbound hits."""
+    """``GET|POST|OPTIONS [<prefix>]/g/collect``: gtag hits → events, cookies, outbound hits.
+    ``HEAD`` (which Starlette routes wherever ``GET`` goes: monitors, link checkers) is ``200``
+    with no body and no side effect — no event, no forwarded hit, no cookie."""
     settings = state.settings
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=NO_STORE)
     try:
         cors = _cors(request, state)
     except HitRejected as exc:

@@ -5,7 +5,8 @@ Rules (issue "GA4 drop-in", REFERENCE §1 deduplication): the name maps by
 page's own id (``ep.event_id``, or the configured parameter) echoed as sent, else
 ``purchase-<transaction_id>`` for a purchase (a repeated purchase hit is then idempotent), else
 a fresh one. ``items`` become ``content_ids``, ``contents`` (``id``, ``quantity``,
-``item_price``), ``num_items`` and ``content_type: product`` (Meta "Custom data parameters").
+``item_price``; a quantity that is not an integer 1..1,000,000 counts as 1, as GA4 reads a
+missing one), ``num_items`` and ``content_type: product`` (Meta "Custom data parameters").
 ``user_data`` takes sGTM's user-provided data (``ep.user_data.*``: ``email``, ``phone_number``,
 ``address.first_name``, ... and their ``sha256_`` forms) under Meta's keys, raw: hashing and
 normalisation are the Meta tag's job (:mod:`tagserver.meta.normalize`).
@@ -20,6 +21,7 @@ from typing import Any, Literal
 
 from tagserver.identity import FBC_RE, FBP_RE
 from tagserver.meta.events import meta_event_name
+from tagserver.meta.validate import MAX_QUANTITY, count_of
 
 EventIdSource = Literal["param", "transaction", "minted"]
 DEFAULT_EVENT_ID_PARAM = "event_id"
@@ -121,15 +123,14 @@ def _from_items(items: list[Any]) -> dict[str, Any]:
     ids: list[str] = []
     contents: list[dict[str, Any]] = []
     total = 0
-    for item in items:
+    for item in items:  # quantities: integers 1..MAX_QUANTITY, as validate.count_of reads them
         if not isinstance(item, Mapping):
             continue
         item_id = item.get("item_id")
         if not isinstance(item_id, str) or not item_id:
             continue
-        quantity = item.get("quantity", 1)
-        if isinstance(quantity, bool) or not isinstance(quantity, int | float) or quantity <= 0:
-            quantity = 1
+        # GA4 counts an item without a usable quantity as one; Meta's is an integer
+        quantity = count_of(item.get("quantity", 1)) or 1
         content: dict[str, Any] = {"id": item_id, "quantity": quantity}
         price = item.get("price")
         if isinstance(price, int | float) and not isinstance(price, bool):
@@ -139,9 +140,11 @@ def _from_items(items: list[Any]) -> dict[str, Any]:
         total += quantity
     if not contents:
         return {}
-    num_items = int(total) if float(total).is_integer() else total
-    return {"content_ids": ids, "contents": contents, "num_items": num_items,
-            "content_type": "product"}
+    custom: dict[str, Any] = {"content_ids": ids, "contents": contents}
+    if total <= MAX_QUANTITY:
+        custom["num_items"] = total
+    custom["content_type"] = "product"
+    return custom
 
 
 def ga4_user_data(event_data: Mapping[str, Any]) -> dict[str, Any]:

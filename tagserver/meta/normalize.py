@@ -51,6 +51,12 @@ _ZIP_US = re.compile(r"[0-9]{5}(?:[0-9]{4})?")
 _DIGITS = re.compile(r"[0-9]+")
 _DATE_YMD = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
 _DATE_COMPACT = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+#: An ISO 8601 date-time (``1990-02-03T00:00:00Z``): the date part as written is the birthday.
+_DATE_TIME = re.compile(
+    r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]+)?)?"
+    r"(?:Z|[+-][0-9]{2}(?::?[0-9]{2})?)?",
+    re.IGNORECASE,
+)
 _DATE_XXY = re.compile(r"([0-9]{1,2})([-/.])([0-9]{1,2})\2([0-9]{4})")
 _NUM_MACHINE = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)")
 _NUM_COMMA_PLAIN = re.compile(r"[+-]?[0-9]+(?:,[0-9]+)?")
@@ -82,22 +88,48 @@ def _passthrough(value: str) -> str:
     return digest.lower() + dot + appendix
 
 
+def _is_variation_selector(ch: str) -> bool:
+    return "\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+
+
 def _fold_text(value: str) -> str:
     """NFC, ``str.lower`` and removal of punctuation, symbols, separators and control/format
-    characters (Unicode categories P*, S*, Z*, C*); letters, marks and digits of every script
-    stay."""
+    characters (Unicode categories P*, S*, Z*, C*); letters and digits of every script stay.
+
+    Marks stay only when they belong to a letter or digit: a combining mark right after one (or
+    after a mark that stayed), as Devanagari vowel signs, Thai vowels and tone marks, Arabic
+    harakat need (``"देवी"``, ``"กิตติ"`` keep theirs). Variation selectors (U+FE00..FE0F,
+    U+E0100..E01EF), enclosing marks (Me, e.g. the keycap U+20E3) and a mark with no base — at
+    the start, or after a removed character — go: ``"Anna❤️"`` → ``"anna"``, ``"1️⃣"`` → ``"1"``,
+    ``"❤️"`` and ``"\u0301"`` → ``""``. So no output starts with a combining mark.
+    """
     if value.isascii():
         return _ASCII_DROP.sub("", value.lower())
     text = unicodedata.normalize("NFC", value).lower()
-    text = "".join(ch for ch in text if unicodedata.category(ch)[0] not in "PSZC")
-    return unicodedata.normalize("NFC", text)
+    kept: list[str] = []
+    attached = False  # whether a mark here would belong to a kept letter or digit
+    for ch in text:
+        group = unicodedata.category(ch)
+        if group[0] == "M":
+            if attached and group != "Me" and not _is_variation_selector(ch):
+                kept.append(ch)
+            else:
+                attached = False
+        elif group[0] in "PSZC":
+            attached = False
+        else:
+            kept.append(ch)
+            attached = True
+    return unicodedata.normalize("NFC", "".join(kept))
 
 
 def normalize_email(value: str) -> str | None:
     """``em``: trimmed, NFC, lowercase (Meta: "trim leading and trailing whitespace, lowercase").
 
-    ``None`` when empty or not plausibly an address: exactly one ``@`` with text on both sides
-    and no whitespace or control characters inside.
+    ``None`` when empty or not plausibly an address: exactly one ``@``, a local part with at least
+    one letter or digit, a domain of two or more dot-separated labels each with a letter or
+    digit (``"😀@😀.com"``, ``"a@localhost"`` and ``"a@b..c"`` are refused), and no whitespace or
+    control characters inside.
     """
     text = unicodedata.normalize("NFC", value.strip(_TRIM)).lower()
     text = unicodedata.normalize("NFC", text)
@@ -106,7 +138,15 @@ def normalize_email(value: str) -> str | None:
         return None
     if any(unicodedata.category(ch)[0] in "ZC" for ch in text):
         return None
+    labels = domain.split(".")
+    if len(labels) < 2 or not all(_has_alnum(label) for label in [local, *labels]):
+        return None
     return text
+
+
+def _has_alnum(text: str) -> bool:
+    """Whether ``text`` holds a letter or a digit of any script."""
+    return any(unicodedata.category(ch)[0] in "LN" for ch in text)
 
 
 def _parse_phone(text: str, region: str | None) -> phonenumbers.PhoneNumber | None:
@@ -251,10 +291,14 @@ def normalize_date_of_birth(value: str, *, dayfirst: bool | None = None) -> str 
     Layouts: ``1997-02-16``, ``1997/02/16``, ``1997.02.16``, ``19970216``; day and month before
     the year as ``2/16/1997`` or ``16-02-1997`` (resolved only when one part exceeds 12 or both
     are equal, unless ``dayfirst`` says the layout) and ``16.02.1997`` (dots: day first unless
-    ``dayfirst=False``). Years 1900 up to today (UTC); future dates are refused.
+    ``dayfirst=False``); an ISO date-time (``1997-02-16T00:00:00Z``, ``1997-02-16 13:05``): its
+    date as written, the zone ignored (a birthday stored as midnight). Years 1900 up to today
+    (UTC); future dates are refused.
     """
     text = value.strip(_TRIM)
-    if m := _DATE_YMD.fullmatch(text) or _DATE_COMPACT.fullmatch(text):
+    if m := _DATE_TIME.fullmatch(text):
+        year, month, day = int(m[1]), int(m[2]), int(m[3])
+    elif m := _DATE_YMD.fullmatch(text) or _DATE_COMPACT.fullmatch(text):
         groups = m.groups()
         year, month, day = int(groups[0]), int(groups[-2]), int(groups[-1])
     elif m := _DATE_XXY.fullmatch(text):

@@ -3,13 +3,19 @@
 One invalid event makes Meta reject the whole request (REFERENCE §1), so an event that would be
 refused is held back here with a reason, and a bad field is dropped without losing the event.
 Sources: Meta "Conversions API parameters" (event_time at most 7 days old; Purchase requires
-value and currency) and "Custom data parameters".
+value and currency) and "Custom data parameters" (value/predicted_ltv numbers; content_ids a
+list of strings; contents a list of objects with id string, quantity integer, item_price
+number; num_items integer; order_id, content_type, content_name, content_category,
+search_string, status, delivery_category strings — the types of Meta's business SDKs'
+``CustomData`` and ``Content``). A value of another type makes Meta refuse the event (error
+100), so it is converted when the meaning is clear and dropped with a reason otherwise.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +25,15 @@ from tagserver.meta.normalize import normalize_currency, parse_value
 #: Meta refuses events older than this (seconds); physical_store events may be 62 days old.
 MAX_EVENT_AGE_S = 7 * 24 * 3600
 MAX_EVENT_AGE_PHYSICAL_STORE_S = 62 * 24 * 3600
+#: Largest ``quantity`` of one content and ``num_items`` sent: a sanity bound, far above any
+#: real order, that keeps a garbage number (1e22) out of the request.
+MAX_QUANTITY = 1_000_000
+#: custom_data keys Meta types as strings.
+STRING_KEYS = (
+    "order_id", "content_type", "content_name", "content_category", "search_string", "status",
+    "delivery_category",
+)  # fmt: skip
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
 @dataclass
@@ -37,8 +52,12 @@ def clean_custom_data(
 
     ``value`` becomes a JSON number (a dot-decimal string is converted; a locale-formatted one is
     refused unless ``value_locale`` names the locale); ``currency`` is upper-cased ISO 4217;
-    ``content_ids`` stay strings exactly as sent (numbers become their decimal string). A field that
-    cannot be made valid is dropped and reported; everything else is copied unchanged.
+    ``content_ids`` stay strings exactly as sent (integers and whole floats become their decimal
+    string; any other item is dropped alone); ``contents`` keeps its valid objects (``id`` a
+    string, ``quantity`` an integer 0..:data:`MAX_QUANTITY`, ``item_price`` a number, other keys
+    as sent); ``num_items`` an integer 0..:data:`MAX_QUANTITY`; the :data:`STRING_KEYS` strings
+    (numbers become their decimal string). A field (or list item) that cannot be made valid is
+    dropped and reported — never the event; everything else is copied unchanged.
     """
     data = copy.deepcopy(dict(raw))
     dropped: list[tuple[str, str]] = []
@@ -61,21 +80,131 @@ def clean_custom_data(
             data["currency"] = currency
     if "content_ids" in data:
         ids = data["content_ids"]
-        if isinstance(ids, str | int) and not isinstance(ids, bool):
+        if not isinstance(ids, list):
             ids = [ids]
-        if isinstance(ids, list) and all(
-            isinstance(i, str | int) and not isinstance(i, bool) for i in ids
-        ):
-            data["content_ids"] = [i if isinstance(i, str) else str(i) for i in ids]
+        kept = [i for i in (_id_text(item) for item in ids) if i is not None]
+        if len(kept) < len(ids):
+            dropped.append(("content_ids", f"{len(ids) - len(kept)} item(s) not a string id"))
+        if kept:
+            data["content_ids"] = kept
         else:
             del data["content_ids"]
-            dropped.append(("content_ids", "expected a list of strings"))
+    if "contents" in data:
+        contents, problems = _clean_contents(data["contents"])
+        dropped.extend(("contents", problem) for problem in problems)
+        if contents:
+            data["contents"] = contents
+        else:
+            del data["contents"]
     if "num_items" in data:
-        num = data["num_items"]
-        if isinstance(num, bool) or not isinstance(num, int | float) or not math.isfinite(num):
+        num = count_of(data["num_items"])
+        if num is None:
             del data["num_items"]
-            dropped.append(("num_items", "expected a number"))
+            dropped.append(("num_items", f"expected an integer from 0 to {MAX_QUANTITY}"))
+        else:
+            data["num_items"] = num
+    for key in STRING_KEYS:
+        if key in data:
+            text = _text(data[key])
+            if text is None:
+                del data[key]
+                dropped.append((key, "expected a string"))
+            else:
+                data[key] = text
     return CustomDataCheck(data=data, dropped=dropped)
+
+
+def _id_text(value: object) -> str | None:
+    """An id as Meta's string: strings as sent (non-empty), integers and whole floats as their
+    decimal string; anything else ``None``."""
+    if isinstance(value, str):
+        return value if value.strip() else None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return str(int(value))
+    return None
+
+
+def _text(value: object) -> str | None:
+    """A string field: strings as sent, finite numbers as their decimal string, else ``None``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return None
+    return str(int(value)) if value.is_integer() and abs(value) < 2**53 else repr(value)
+
+
+def count_of(value: object) -> int | None:
+    """A quantity as an integer 0..:data:`MAX_QUANTITY`: integers, whole floats and digit strings
+    (``"3"``, ``"3.0"``); anything else (fractions, negatives, 1e22, bools) ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not _DECIMAL.fullmatch(text):
+            return None
+        value = float(text)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            return None
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_QUANTITY:
+        return value
+    return None
+
+
+def _price(value: object) -> float | int | None:
+    """``item_price``: a finite number, or a dot-decimal string converted; else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, str) and _DECIMAL.fullmatch(value.strip()):
+        number = float(value.strip())
+        return number if math.isfinite(number) else None
+    return None
+
+
+def _clean_contents(raw: object) -> tuple[list[dict[str, Any]], list[str]]:
+    """``(valid contents, problems)``: each item an object with a string ``id``; ``quantity``
+    and ``item_price`` converted or the item dropped; other keys kept."""
+    if not isinstance(raw, list):
+        return [], ["expected a list of objects"]
+    kept: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, Mapping):
+            problems.append(f"item {index}: not an object")
+            continue
+        content = dict(item)
+        content_id = _id_text(content.get("id"))
+        if content_id is None:
+            problems.append(f"item {index}: id missing or not a string")
+            continue
+        content["id"] = content_id
+        if "quantity" in content:
+            quantity = count_of(content["quantity"])
+            if quantity is None:
+                problems.append(f"item {index}: quantity not an integer 0..{MAX_QUANTITY}")
+                continue
+            content["quantity"] = quantity
+        if "item_price" in content:
+            price = _price(content["item_price"])
+            if price is None:
+                problems.append(f"item {index}: item_price not a number")
+                continue
+            content["item_price"] = price
+        kept.append(content)
+    return kept, problems
 
 
 def check_event_time(event_time: int, *, now: float, action_source: str = "website") -> str | None:

@@ -121,9 +121,13 @@ async def handle_api_events(request: Request, state: Any, store: ServerEventStor
     parsed: dict[int, ServerEvent] = {}
     for index, raw in enumerate(events):
         raw_id = raw.get("event_id") if isinstance(raw, dict) else None
+        if isinstance(raw_id, str) and len(raw_id) > 200:  # never echo a huge value back
+            raw_id = raw_id[:200] + "…"
         answer: dict[str, Any] = {"index": index, "event_id": raw_id}
         try:
-            parsed[index] = parse_server_event(raw, now=now)
+            parsed[index] = parse_server_event(
+                raw, now=now, default_country=state.settings.default_country
+            )
         except HitRejected as exc:
             answer.update(status="rejected", errors=exc.errors)
         answers.append(answer)

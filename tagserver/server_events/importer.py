@@ -139,6 +139,11 @@ def run_import(
         header, rows = read_rows(stream)
         columns = map_columns(header, mapping)
         _describe_columns(columns, header, err)
+        if not columns.columns:
+            raise CsvImportError(
+                f"{path}: no recognised column in the header row {header[:5]!r}; the first line "
+                "must name the columns (email, phone, value, ...) or give --map mapping.json"
+            )
         batch: list[dict[str, Any]] = []
         lines: list[int] = []
         for row in rows:
@@ -190,7 +195,7 @@ def _checked_event(
     try:
         event = row_event(row, columns, action_source=action_source, event_name=event_name,
                           default_country=default_country)
-        parse_server_event(event, now=time.time())
+        parse_server_event(event, now=time.time(), default_country=default_country)
     except ValueError as exc:
         _refuse(report, row.line, str(exc), err)
         return None

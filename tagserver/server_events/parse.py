@@ -19,12 +19,14 @@ from tagserver.clients.collect import MAX_FUTURE_S, MS_THRESHOLD, CollectHit, pa
 from tagserver.exceptions import HitRejected
 from tagserver.identity import FBC_RE, FBP_RE
 from tagserver.meta.events import meta_event_name
+from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
     MAX_EVENT_AGE_PHYSICAL_STORE_S,
     MAX_EVENT_AGE_S,
     check_purchase,
     clean_custom_data,
 )
+from tagserver.tags.meta import LEAD_ID_RE
 
 #: The ``action_source`` values ``POST /api/events`` takes (Meta's, without ``app`` and
 #: ``business_messaging``, which need fields this API does not carry).
@@ -65,7 +67,9 @@ def _event_seconds(raw: object) -> float | None:
     return raw / 1000 if raw >= MS_THRESHOLD else float(raw)
 
 
-def parse_server_event(raw: object, *, now: float) -> ServerEvent:
+def parse_server_event(
+    raw: object, *, now: float, default_country: str | None = None
+) -> ServerEvent:
     """Check one event of a batch (``now`` in unix seconds).
 
     Raises :class:`HitRejected` listing every problem (``{"field", "message"}``); the message of
@@ -107,6 +111,17 @@ def parse_server_event(raw: object, *, now: float) -> ServerEvent:
         if problem is not None:
             errors.append({"field": "custom_data",
                            "message": problem + " (a number and an ISO 4217 code)"})
+    lead_id = user.get("lead_id")
+    if lead_id is not None and not (
+        isinstance(lead_id, int | str) and not isinstance(lead_id, bool)
+        and LEAD_ID_RE.fullmatch(str(lead_id).strip())
+    ):
+        errors.append({"field": "user_data.lead_id",
+                       "message": "expected Meta's Lead Ads id: 15 to 17 digits"})
+    elif source is not None and source != "website" and not _can_match(user, lead_id, default_country):
+        errors.append({"field": "user_data", "message": "no customer information Meta can match "
+                       "on: a valid em, ph (with country code or user_data.country), "
+                       "external_id, lead_id, fbc or fbp"})
     if hit is not None:
         if source == "website" and not (hit.event_source_url and user_agent):
             errors.append({"field": "action_source", "message": "website events need "
@@ -121,6 +136,20 @@ def parse_server_event(raw: object, *, now: float) -> ServerEvent:
         fbp=_matching(user.get("fbp"), FBP_RE.fullmatch),
         fbc=_matching(user.get("fbc"), FBC_RE.fullmatch),
     )
+
+
+#: Hashed keys that identify a person on their own (Meta "customer information parameters").
+MATCH_KEYS = ("em", "ph", "external_id")
+
+
+def _can_match(user: dict[str, Any], lead_id: object, default_country: str | None) -> bool:
+    """True when ``user`` holds something Meta can match a non-website event on."""
+    if lead_id is not None:
+        return True
+    if _matching(user.get("fbc"), FBC_RE.fullmatch) or _matching(user.get("fbp"), FBP_RE.fullmatch):
+        return True
+    hashed = hash_user_data(user, default_country=default_country)
+    return any(key in hashed for key in MATCH_KEYS)
 
 
 def _text(value: Any) -> str | None:

@@ -2,11 +2,12 @@
 
 It takes events of the ``ga4`` client only (``clients``: it needs the gtag.js hit to forward) and
 re-sends that hit — original query and body line, ``_uip`` and the visitor's User-Agent — through
-the outbox (:mod:`tagserver.ga4.forward`). Which hits it forwards is the container's business:
-its triggers (event names as gtag sends them or Meta's, conditions) and consent. By default
-consent does not stop it (``default_consent`` is empty): a hit with ``analytics_storage`` denied
-is a cookieless ping that Google itself models, exactly what gtag would have sent;
-``"require_consent": ["analytics_storage"]`` forwards only consented hits.
+the outbox (:mod:`tagserver.ga4.forward`), never with its contact data (``ep.user_data.*`` and the
+rest of that family stay with the ad tags, which hash them). Which hits it forwards is the
+container's business: its triggers (event names as gtag sends them or Meta's, conditions) and
+consent. By default consent does not stop it (``default_consent`` is empty): a hit with
+``analytics_storage`` denied is a cookieless ping that Google itself models, exactly what gtag
+would have sent; ``"require_consent": ["analytics_storage"]`` forwards only consented hits.
 
 Transformations apply: the parameters behind every event data key a transformation changed for
 this tag are rewritten from the new value (:mod:`tagserver.ga4.encode`); ``ip_override`` is sent

@@ -229,3 +229,25 @@ def test_unsendable_values_are_refused_and_neighbours_delivered(
     assert sorted(e["event_id"] for e in fake_graph.accepted_events()) == [
         "good-0", "good-1", "good-2"]
     assert "Traceback" not in tag_server.output()  # type: ignore[attr-defined]
+
+
+def test_badly_typed_custom_data_loses_the_field_never_the_event(
+    start_server: StartServer, fake_graph: FakeGraphAPI
+) -> None:
+    """Meta refuses a wrongly typed field with code 100 (the fake does too); the event must
+    still arrive, without the bad field, next to a good one."""
+    server = start_server()
+    bad = {"order_id": {"nested": 1}, "num_items": 2.5, "content_type": None,
+           "content_ids": ["A", 7, None], "value": "10.5", "currency": "EUR",
+           "contents": [{"id": 7, "quantity": 1e22}, {"id": "A", "quantity": "2",
+                                                       "item_price": "5.25"}]}
+    for event_id, custom in (("typed-bad", bad), ("typed-good", {"value": 1, "currency": "EUR"})):
+        response = server.post("/e", headers=HEADERS, json={
+            "event_name": "Purchase", "event_id": event_id,
+            "event_source_url": "https://www.shop.example/thanks", "custom_data": custom})
+        assert response.status_code == 200
+    events = {e["event_id"]: e for e in fake_graph.wait_for_events(2)}
+    assert events["typed-bad"]["custom_data"] == {
+        "value": 10.5, "currency": "EUR", "content_ids": ["A", "7"],
+        "contents": [{"id": "A", "quantity": 2, "item_price": 5.25}]}
+    assert all(r.status == 200 for r in fake_graph.requests)

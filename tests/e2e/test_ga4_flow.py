@@ -137,7 +137,7 @@ def test_a_batched_body_of_four_events(
     assert pixels[2]["eid"] == "atc-42" and pixels[3]["eid"] == "purchase-T-1001"
 
     forwarded = fake_ga4.wait_for_hits(4)
-    assert sorted(r.body.decode() for r in forwarded) == sorted(lines)
+    assert [r.body.decode() for r in forwarded] == lines  # one after the other, in page order
     for request in forwarded:
         assert request.pairs == [*SHARED.split("&"), f"_uip={VISITOR_IP}"]
         assert request.user_agent == UA
@@ -244,6 +244,36 @@ def test_consent_ad_user_data_denied_sends_no_hashed_contact_data(
     assert events["l-2"]["user_data"]["ph"] == sha256_hex("16505551212")
 
 
+def test_contact_data_is_hashed_for_meta_and_never_sent_to_google(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    server = start_server()
+    contact = ("ep.user_data.email_address=Jane.Doe%40Example.com"
+               "&ep.user_data.phone_number=%2B447700900123&ep.user_data.address.first_name=Jane"
+               "&ep.user_data.address.city=Leeds&epn.user_data.address.postal_code=12345"
+               "&up.user_data.email_address=Jane.Doe%40Example.com")
+    server.get(f"/g/collect?{SHARED}&en=generate_lead&ep.event_id=c-1&{contact}",
+               headers=HEADERS)
+    server.post(f"/g/collect?{SHARED}&{contact}",
+                content=f"en=sign_up&ep.event_id=c-2&{contact}\nen=purchase&ep.event_id=c-3"
+                        f"&ep.transaction_id=T-9&cu=EUR&epn.value=5&{contact}",
+                headers={**HEADERS, "Content-Type": "text/plain;charset=UTF-8"})
+    events = {e["event_id"]: e for e in fake_graph.wait_for_events(3)}
+    assert sorted(events) == ["c-1", "c-2", "c-3"]
+    for event in events.values():
+        assert event["user_data"]["em"] == sha256_hex("jane.doe@example.com")
+        assert event["user_data"]["ph"] == sha256_hex("447700900123")
+        assert event["user_data"]["fn"] == sha256_hex("jane")
+        assert event["user_data"]["ct"] == sha256_hex("leeds")
+    forwarded = fake_ga4.wait_for_hits(3)
+    assert len(forwarded) == 3
+    for request in forwarded:
+        wire = (request.query + "&" + request.body.decode()).lower()
+        assert "user_data" not in unquote(wire), wire
+        assert "jane" not in unquote(wire) and "447700900123" not in wire and "leeds" not in wire
+        assert request.params["tid"] == "G-SHOP1" and request.hit()["en"]
+
+
 def test_fbclid_in_dl_becomes_fbc(start_server: StartServer, fake_graph: FakeGraphAPI) -> None:
     server = start_server()
     query = SHARED.replace("dl=https%3A%2F%2Fwww.shop.example%2Fp%2Ftee",
@@ -336,6 +366,46 @@ def test_path_prefix_preflight_and_gtag_side_paths(start_server: StartServer) ->
     set_cookie = server.get("/_/set_cookie?val=x&path=%2F", headers={"Origin": ORIGIN})
     assert set_cookie.status_code == 204 and "set-cookie" not in set_cookie.headers
     assert set_cookie.headers["access-control-allow-origin"] == ORIGIN
+
+
+def test_head_is_answered_without_any_side_effect(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    """Starlette routes HEAD wherever GET goes: a monitor's HEAD must not become a hit."""
+    server = start_server()
+    for path in (f"/g/collect?{SHARED}&en=page_view&ep.event_id=head-1",
+                 f"/metrics/g/collect?{SHARED}&en=purchase&cu=EUR&epn.value=5",
+                 f"/g/collect/?{SHARED}&en=page_view", "/g/collect"):
+        response = server.request("HEAD", path, headers=HEADERS)
+        assert response.status_code == 200, path
+        assert response.content == b"" and "set-cookie" not in response.headers
+    server.get(f"/g/collect?{SHARED}&en=page_view&ep.event_id=get-1", headers=HEADERS)
+    (event,) = fake_graph.wait_for_events(1)  # the GET after the HEADs: only it arrives
+    assert event["event_id"] == "get-1"
+    (hit,) = fake_ga4.wait_for_hits(1)
+    assert hit.params["ep.event_id"] == "get-1"
+    time.sleep(1.5)  # a flush interval: nothing else trickles in
+    assert len(fake_ga4.requests) == 1 and len(fake_graph.events_seen()) == 1
+
+
+def test_trailing_slash_is_the_same_endpoint_without_a_redirect(
+    start_server: StartServer, fake_ga4: FakeGA4, fake_graph: FakeGraphAPI
+) -> None:
+    server = start_server()
+    get = server.get(f"/g/collect/?{SHARED}&en=page_view&ep.event_id=slash-1&richsstsse",
+                     headers=HEADERS)
+    assert get.status_code == 200 and "location" not in get.headers
+    assert get.headers["content-type"].startswith("text/event-stream")
+    post = server.post(f"/metrics/g/collect/?{SHARED}", content="en=page_view&ep.event_id=slash-2",
+                       headers=HEADERS)
+    assert post.status_code == 200 and post.text == ""
+    preflight = server.options("/g/collect/", headers={
+        "Origin": ORIGIN, "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 204
+    forwarded = fake_ga4.wait_for_hits(2)
+    assert sorted(r.hit()["ep.event_id"] for r in forwarded) == ["slash-1", "slash-2"]
+    assert all(r.path == "/g/collect" for r in forwarded)
+    assert {e["event_id"] for e in fake_graph.wait_for_events(2)} == {"slash-1", "slash-2"}
 
 
 def test_event_id_parameter_is_configurable(

@@ -19,7 +19,12 @@ Rules it enforces, in this order (the first that fails answers the request):
    leaves future times undocumented), website events with ``client_user_agent`` and
    ``event_source_url`` (2804050), Purchase with a numeric ``value`` and a 3-letter ``currency``
    (2804009), ``fbc``/``fbp`` in the ``fb.<digit>.<digits>.<payload>[.<appendix>]`` format
-   (2804001), and no event id from :meth:`FakeGraphAPI.reject_event_ids`.
+   (2804001), ``custom_data`` fields of Meta's types (2804001: ``value``/``predicted_ltv``
+   numbers, ``content_ids`` a list of strings, ``contents`` a list of objects with a string
+   ``id``, an integer ``quantity`` >= 0 and a numeric ``item_price``, ``num_items`` an integer
+   >= 0, ``order_id``/``content_type``/``content_name``/``content_category``/``search_string``/
+   ``status``/``delivery_category`` strings — Meta "Custom data parameters"), and no event id
+   from :meth:`FakeGraphAPI.reject_event_ids`.
 
 Success is ``200 {"events_received": N, "messages": [], "fbtrace_id": "..."}``. Error bodies have
 Meta's shape ``{"error": {"message", "type", "code", "error_subcode", "is_transient",
@@ -206,6 +211,41 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+#: custom_data keys Meta types as strings (Meta "Custom data parameters").
+CUSTOM_STRING_KEYS = ("order_id", "content_type", "content_name", "content_category",
+                      "search_string", "status", "delivery_category")
+
+
+def custom_data_problem(custom_data: Mapping[str, Any]) -> str | None:
+    """The first ``custom_data`` field whose type Meta refuses, as a message; else ``None``."""
+    for key in ("value", "predicted_ltv"):
+        if key in custom_data and not _is_number(custom_data[key]):
+            return f"custom_data.{key} must be a number, got {custom_data[key]!r}"
+    ids = custom_data.get("content_ids")
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, str) for i in ids)):
+        return f"custom_data.content_ids must be a list of strings, got {ids!r}"
+    contents = custom_data.get("contents")
+    if contents is not None:
+        if not isinstance(contents, list):
+            return f"custom_data.contents must be a list of objects, got {contents!r}"
+        for index, item in enumerate(contents):
+            if not isinstance(item, dict) or not isinstance(item.get("id"), str):
+                return f"custom_data.contents[{index}] needs a string id, got {item!r}"
+            quantity = item.get("quantity")
+            if quantity is not None and not (_is_int(quantity) and quantity >= 0):
+                return f"custom_data.contents[{index}].quantity must be an integer, got {quantity!r}"
+            price = item.get("item_price")
+            if price is not None and not _is_number(price):
+                return f"custom_data.contents[{index}].item_price must be a number, got {price!r}"
+    num_items = custom_data.get("num_items")
+    if num_items is not None and not (_is_int(num_items) and num_items >= 0):
+        return f"custom_data.num_items must be an integer, got {num_items!r}"
+    for key in CUSTOM_STRING_KEYS:
+        if key in custom_data and not isinstance(custom_data[key], str):
+            return f"custom_data.{key} must be a string, got {custom_data[key]!r}"
+    return None
+
+
 def _validate_event(index: int, event: Any, *, now: float) -> None:
     """Raise :class:`_EventInvalid` for the first rule ``event`` breaks."""
     if not isinstance(event, dict):
@@ -283,6 +323,9 @@ def _validate_event(index: int, event: Any, *, now: float) -> None:
                 "Purchase events need custom_data.value (a number) and custom_data.currency "
                 f"(ISO 4217), got value={value!r} currency={currency!r}",
             )
+    problem = custom_data_problem(custom_data)
+    if problem is not None:
+        raise _EventInvalid(index, SUBCODE_INVALID_PARAMETER, "Invalid parameter", problem)
     for name, pattern in (("fbc", FBC_PATTERN), ("fbp", FBP_PATTERN)):
         cookie = user_data.get(name)
         if cookie is not None and not (isinstance(cookie, str) and pattern.match(cookie)):

@@ -363,6 +363,39 @@ def test_first_bad_event_decides_the_subcode(fake: FakeGraphAPI) -> None:
     assert_rejected(post(fake, [old, purchase]), code=100, subcode=2804003)
 
 
+@pytest.mark.parametrize(
+    "custom_data",
+    [{"contents": [{"id": "A", "quantity": 1e22}]}, {"contents": [{"id": "A", "quantity": "2"}]},
+     {"contents": [{"id": "A", "quantity": -1}]}, {"contents": [{"id": 7, "quantity": 1}]},
+     {"contents": [{"quantity": 1}]}, {"contents": ["A"]}, {"contents": {"id": "A"}},
+     {"contents": [{"id": "A", "item_price": "9.90"}]}, {"num_items": 1.5},
+     {"num_items": "3"}, {"num_items": True}, {"order_id": 1001}, {"content_type": None},
+     {"content_name": {"x": 1}}, {"search_string": ["a"]}, {"status": True},
+     {"delivery_category": 1}, {"content_category": 2.5}, {"content_ids": [1, "A"]},
+     {"content_ids": "A"}, {"value": "10"}],
+)
+def test_custom_data_of_the_wrong_type_is_rejected(
+    fake: FakeGraphAPI, custom_data: dict[str, Any]
+) -> None:
+    response = post(fake, [make_event(), make_event(custom_data=custom_data)])
+    assert_rejected(response, code=100, subcode=2804001)
+    error = error_of(response)
+    assert error["error_user_title"] == "Invalid parameter"
+    assert "custom_data." in error["error_user_msg"]
+
+
+def test_custom_data_of_metas_types_is_accepted(fake: FakeGraphAPI) -> None:
+    custom_data = {
+        "value": 19.9, "currency": "EUR", "content_ids": ["A", "7"], "num_items": 3,
+        "contents": [{"id": "A", "quantity": 2, "item_price": 9.95, "title": "Tee"},
+                     {"id": "7", "quantity": 0}, {"id": "B"}],
+        "order_id": "1001", "content_type": "product", "content_name": "Tee",
+        "content_category": "Shirts", "search_string": "tee", "status": "done",
+        "delivery_category": "home_delivery", "custom_key": {"anything": [1, None]},
+    }
+    assert post(fake, [make_event(custom_data=custom_data)]).status_code == 200
+
+
 def test_error_body_has_metas_shape(fake: FakeGraphAPI) -> None:
     response = post(fake, [make_event(event_name="Purchase")])
     assert response.headers["content-type"].startswith("application/json")

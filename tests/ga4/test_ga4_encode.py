@@ -13,10 +13,12 @@ from tagserver.clients.ga4 import parse_ga4_request
 from tagserver.ga4.encode import (
     NOT_FORWARDED,
     changed_keys,
+    encode_for_google,
     encode_item,
     encode_key,
     encode_pair,
     format_number,
+    is_contact_param,
     param_key,
 )
 from tagserver.ga4.event_data import build_event_data
@@ -151,3 +153,22 @@ def test_required_parameters_are_never_removed() -> None:
     renamed = build_forward_payload(hit, client_ip=None, edits={"event_name": "refund"})
     assert "en=refund" in renamed["query"] and "en=purchase" not in renamed["query"]
     json.dumps(payload)
+
+
+@pytest.mark.parametrize(
+    ("name", "contact"),
+    [("ep.user_data.email_address", True), ("epn.user_data.x", True), ("up.user_data.a.b", True),
+     ("upn.user_data.n", True), ("ep.user_data", True), ("Ep.User_Data.phone_number", True),
+     ("ep.user_datax", False), ("ep.email", False), ("user_data.email", False),
+     ("em", False), ("ep.event_id", False)],
+)
+def test_is_contact_param(name: str, contact: bool) -> None:
+    assert is_contact_param(name) is contact
+
+
+def test_encode_for_google_leaves_contact_data_out() -> None:
+    assert encode_for_google("user_data", {"email_address": "a@b.c"}) == []
+    assert encode_for_google("user_data", "text") == []
+    assert encode_for_google("x-ga-mp2-user_properties", {"user_data": {"x": "y"}, "p": 1}) == [
+        ("upn.p", "1")]
+    assert encode_for_google("page_title", "T") == encode_key("page_title", "T")

@@ -64,3 +64,33 @@ def test_no_user_agent_header_when_unknown() -> None:
     (hit,) = parse_ga4_request(path="/g/collect", query="v=2&tid=G-1&en=x").hits
     payload = build_forward_payload(hit, client_ip=None)
     assert "user-agent" not in forward_request("https://g.example", payload)[2]
+
+
+CONTACT = ("ep.user_data.email_address=Jane.Doe%40Example.com"
+           "&ep.user_data.phone_number=%2B447700900123&ep.user_data.address.first_name=Jane"
+           "&epn.user_data.address.postal_code=10115&up.user_data.email_address=j%40d.e"
+           "&upn.user_data.n=1&ep%2Euser_data.city=Leeds"
+           "&ep.user_data.sha256_email_address=abc&EP.USER_DATA.phone_number=1")
+
+
+def test_contact_data_never_goes_to_google() -> None:
+    """Raw or hashed, in the query or the body line: ``user_data`` is for ad platforms only."""
+    batch = parse_ga4_request(path="/g/collect", query="v=2&tid=G-1&" + CONTACT + "&ep.keep=1",
+                              body=("en=purchase&" + CONTACT + "&ep.line=2").encode())
+    (hit,) = batch.hits
+    assert hit.event_data["user_data"]["email_address"] == "Jane.Doe@Example.com"  # Meta reads it
+    payload = build_forward_payload(hit, client_ip=None)
+    assert payload["query"] == "v=2&tid=G-1&ep.keep=1&_uip=::"
+    assert payload["body"] == "en=purchase&ep.line=2"
+    query = "v=2&tid=G-1&en=x&ep.user_data=j%40d.e"
+    (bare,) = parse_ga4_request(path="/g/collect", query=query).hits
+    assert build_forward_payload(bare, client_ip=None)["query"] == "v=2&tid=G-1&en=x&_uip=::"
+
+
+def test_edited_contact_data_never_goes_to_google() -> None:
+    (hit,) = parse_ga4_request(path="/g/collect", query="v=2&tid=G-1&en=x&" + CONTACT).hits
+    payload = build_forward_payload(hit, client_ip=None, edits={
+        "user_data": {"email_address": "a@b.c", "sha256_phone_number": "f" * 64},
+        "x-ga-mp2-user_properties": {"user_data.email_address": "a@b.c", "plan": "pro"},
+        "user_data.phone_number": "+447700900123", "market": "de"})
+    assert payload["query"] == "v=2&tid=G-1&en=x&up.plan=pro&ep.market=de&_uip=::"

@@ -89,6 +89,21 @@ def test_custom_data_from_value_currency_and_items() -> None:
     }
 
 
+def test_item_quantities_are_bounded_integers() -> None:
+    """``pr1=idA~qt9999999999999999999999`` must not become a quantity of 1e+22."""
+    from tagserver.ga4.items import parse_item
+
+    huge, _ = parse_item("idA~qt9999999999999999999999")
+    items = [huge, {"item_id": "B", "quantity": 2.0}, {"item_id": "C", "quantity": 1.5},
+             {"item_id": "D", "quantity": -3}, {"item_id": "E", "quantity": 999_995}]
+    custom = ga4_custom_data({"items": items})
+    assert [c["quantity"] for c in custom["contents"]] == [1, 2, 1, 1, 999_995]
+    assert all(type(c["quantity"]) is int for c in custom["contents"])
+    assert custom["num_items"] == 1_000_000
+    many = ga4_custom_data({"items": [{"item_id": "A", "quantity": 1_000_000}] * 2})
+    assert "num_items" not in many  # above the bound: left out rather than sent absurd
+
+
 def test_search_and_passthrough_fields() -> None:
     assert ga4_custom_data({"search_term": "shoes", "content_name": "Tee", "other": "x"}) == {
         "search_string": "shoes", "content_name": "Tee"}

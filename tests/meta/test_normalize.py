@@ -115,6 +115,16 @@ EMAIL: list[Case] = [
     ("a@", None),
     ("a b@c.d", None),
     ("a@c.d\u200b", None),
+    ("😀@😀.com", None),  # no letter or digit in the local part or a domain label
+    ("a@😀.com", None),
+    ("😀@b.com", None),
+    ("a@localhost", None),  # no dot in the domain
+    ("a@b..c", None),
+    ("a@.c", None),
+    ("a@b.", None),
+    ("😀a@b.com", "😀a@b.com"),
+    ("ü@bücher.de", "ü@bücher.de"),
+    ("1@2.3", "1@2.3"),
 ]
 
 
@@ -175,6 +185,22 @@ NAME: list[Case] = [
     ("   ", None),
     ("!!!", None),
     ("", None),
+    ("Anna❤️", "anna"),  # the emoji and its variation selector U+FE0F go
+    ("❤️", None),
+    ("❤\ufe0f", None),
+    ("1️⃣", "1"),  # keycap: U+FE0F and the enclosing U+20E3 go
+    ("\u0301\u0301", None),  # marks with no base letter
+    ("\u0301Anna", "anna"),
+    ("A😀\u0301nna", "anna"),  # a mark after a removed character has no base
+    ("Anna \u0301", "anna"),
+    ("An\U000e0100na", "anna"),  # an ideographic variation selector
+    ("Zoë\ufe0e", "zoë"),
+    ("देवी", "देवी"),  # Devanagari vowel signs stay with their letters
+    ("कृष्ण", "कृष्ण"),  # virama inside a conjunct
+    ("กิตติ", "กิตติ"),  # Thai vowel marks
+    ("สมศักดิ์", "สมศักดิ์"),  # Thai tone mark after a vowel mark
+    ("مُحَمَّد", "مُحَمَّد"),  # Arabic harakat
+    ("\u1100\u1161\u11a8", "각"),  # Korean conjoining jamo compose under NFC
 ]
 
 
@@ -191,6 +217,10 @@ CITY: list[Case] = [
     ("Winston-Salem", "winstonsalem"),
     ("", None),
     (" - ", None),
+    ("Leeds❤️", "leeds"),
+    ("🏙️", None),
+    ("मुंबई", "मुंबई"),
+    ("กรุงเทพ มหานคร", "กรุงเทพมหานคร"),
 ]
 
 
@@ -304,7 +334,13 @@ DATE: list[tuple[str, bool | None, str | None]] = [
     (f"{NEXT_YEAR}-01-01", None, None),
     ("97-02-16", None, None),
     ("2/16/97", None, None),
-    ("1997-02-16T00:00:00Z", None, None),
+    ("1997-02-16T00:00:00Z", None, "19970216"),  # an ISO date-time: its date as written
+    ("1990-02-03T00:00:00Z", None, "19900203"),
+    ("1990-02-03T23:30:00.000+02:00", None, "19900203"),
+    ("1990-02-03 08:15", None, "19900203"),
+    ("1990-02-30T00:00:00Z", None, None),
+    ("1990-02-03T", None, None),
+    ("1990-02-03Tnoon", None, None),
     ("", None, None),
     ("yesterday", None, None),
 ]

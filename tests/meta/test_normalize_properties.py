@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import date
 
@@ -138,11 +139,36 @@ def test_phone_example_numbers_round_trip(region: str, style: str) -> None:
     assert normalize_phone(e164, country=None) == e164
 
 
+#: Text rich in what trips folding: combining, enclosing and spacing marks, variation selectors,
+#: emoji, letters of scripts that need their marks.
+marked_text = st.text(
+    alphabet=st.one_of(
+        st.characters(categories=["Mn", "Mc", "Me"]),
+        st.sampled_from(list("\ufe0f\ufe0e\U000e0100\u20e3❤😀1aAé देवीกิตติمُحَمَّد\u1100\u1161-.")),
+        st.characters(),
+    ),
+    max_size=30,
+)
+
+
 @FAST
-@given(st.text(max_size=30))
+@given(st.one_of(st.text(max_size=30), marked_text))
 def test_name_and_city_idempotent(value: str) -> None:
     _check_idempotent(normalize_name, value)
     _check_idempotent(normalize_city, value)
+
+
+@FAST
+@given(marked_text)
+def test_folded_text_never_starts_with_a_mark_nor_keeps_selectors(value: str) -> None:
+    for normalize in (normalize_name, normalize_city):
+        out = normalize(value)
+        if out is None:
+            continue
+        assert unicodedata.category(out[0])[0] != "M", (value, out)
+        assert not any(unicodedata.category(ch) == "Me" for ch in out)
+        assert not any("\ufe00" <= ch <= "\ufe0f" or "\U000e0100" <= ch <= "\U000e01ef"
+                       for ch in out)
 
 
 @FAST

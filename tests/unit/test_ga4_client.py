@@ -35,8 +35,8 @@ def rejected(query: str, body: bytes = b"", path: str = "/g/collect") -> HitReje
 @pytest.mark.parametrize(
     ("path", "prefix"),
     [("/g/collect", ""), ("/metrics/g/collect", "/metrics"), ("/a/b.c/g/collect", "/a/b.c"),
-     ("/g/collectx", None), ("/x/g/collect/", None), ("/e", None), ("//g/collect", None),
-     ("/a b/g/collect", None)],
+     ("/g/collectx", None), ("/x/g/collect/", "/x"), ("/g/collect/", ""),
+     ("/g/collect//", None), ("/e", None), ("//g/collect", None), ("/a b/g/collect", None)],
 )
 def test_collect_prefix(path: str, prefix: str | None) -> None:
     assert collect_prefix(path) == prefix

@@ -338,3 +338,63 @@ def test_an_event_that_cannot_be_encoded_is_isolated_and_counted() -> None:
     delivered = sorted(e for i in range(len(result.requests)) for e in result.ids(i))
     assert delivered == ["e1", "e2", "e3"]
     assert result.drops == {f"meta:{PIXEL_A}/invalid_event": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# GA4: the hits of one batched body keep their order
+
+
+def test_ga4_hits_of_one_body_go_out_one_after_the_other_in_order() -> None:
+    """Lines of one body are chained (never two in flight, sent in page order, a retry before
+    the next line); other requests' hits still go out concurrently."""
+    from tagserver.delivery.channels import GA4Channel
+    from tagserver.tags.ga4 import GA4Destination
+
+    dest = GA4Destination("G-ORDER1")
+    bodies = {"q=A": [f"en=a{i}" for i in range(4)], "q=B": [f"en=b{i}" for i in range(4)]}
+    outbound = [Outbound(dest, {"query": query, "body": line, "user_agent": "UA",
+                                "event_id": line, "event_name": line})
+                for query, lines in bodies.items() for line in lines]
+    outbound += [Outbound(dest, {"query": f"q=C{i}", "body": "", "user_agent": "",
+                                 "event_id": f"c{i}", "event_name": "c"}) for i in range(3)]
+    in_flight: dict[str, int] = {}
+    most: dict[str, int] = {}
+    done: list[str] = []
+    overall = [0, 0]
+    failed_once: set[str] = set()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        query = request.url.query.decode().split("&_uip")[0].split("&")[0]
+        key = query if query in bodies else "other"
+        in_flight[key] = in_flight.get(key, 0) + 1
+        most[key] = max(most.get(key, 0), in_flight[key])
+        overall[0] += 1
+        overall[1] = max(overall)
+        line = request.content.decode() or query
+        await asyncio.sleep(0.03 if line.endswith("0") else 0.005)  # the first line is slowest
+        in_flight[key] -= 1
+        overall[0] -= 1
+        if line == "en=a1" and line not in failed_once:
+            failed_once.add(line)
+            return httpx.Response(503)
+        done.append(line)
+        return httpx.Response(204)
+
+    drops = DropCounter()
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            sender = Sender(client, outbox=MemoryOutbox(),
+                            channels={GA4Destination: GA4Channel("https://ga.test")},
+                            drops=drops, policy=FAST, flush_interval=0.01)
+            await sender.start()
+            for item in outbound:
+                await sender.submit([item])
+            await sender.stop(timeout=5)
+
+    asyncio.run(main())
+    assert drops.snapshot() == {}
+    assert [line for line in done if line.startswith("en=a")] == bodies["q=A"]
+    assert [line for line in done if line.startswith("en=b")] == bodies["q=B"]
+    assert most["q=A"] == most["q=B"] == 1
+    assert overall[1] >= 3  # the two bodies and the query-only hits still overlap
