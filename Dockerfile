@@ -5,8 +5,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY tagserver ./tagserver
-RUN pip install . && useradd --create-home --uid 10001 tagserver
+RUN pip install . && useradd --create-home --uid 10001 tagserver \
+    && mkdir -p /var/lib/tagserver && chown tagserver /var/lib/tagserver
 COPY tags ./tags
+# the SQLite outbox: keep it on a volume so that a new container resumes undelivered events
+ENV TAGSERVER_OUTBOX=/var/lib/tagserver/outbox.sqlite3
+VOLUME /var/lib/tagserver
 USER tagserver
 EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthy')"

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gzip
 import hashlib
+import hmac
 import logging
 import os
 import posixpath
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 
@@ -28,19 +30,23 @@ from tagserver.clients.context import (
     check_rate_limits,
     context_cookies,
     context_headers,
+    outbox_unavailable,
     run_event,
     set_cookies,
+    submit_results,
     visitor_ip,
 )
 from tagserver.container.loader import Container, load_container
+from tagserver.container.variables import SecretVariable
 from tagserver.container.watch import ContainerReloader, loader_for
-from tagserver.delivery.channels import GA4Channel, HttpChannel, MetaChannel
+from tagserver.delivery.channels import Channel, GA4Channel, HttpChannel, MetaChannel
 from tagserver.delivery.drops import DropCounter
+from tagserver.delivery.outbox import Outbox, describe_outbox, open_outbox
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.event import Event
-from tagserver.exceptions import HitRejected, OriginNotAllowed
+from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
     check_body_type,
@@ -58,11 +64,12 @@ from tagserver.identity import (
 )
 from tagserver.limits import LimitsMiddleware, RateLimits
 from tagserver.logs import AccessLogMiddleware
+from tagserver.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
 from tagserver.purchase_token import PurchaseReplayGuard
 from tagserver.server_events.api import handle_api_events
 from tagserver.server_events.store import ServerEventStore
 from tagserver.settings import Settings, load_settings
-from tagserver.tags.ga4 import GA4Destination
+from tagserver.tags.ga4 import GA4Destination, GA4Tag
 from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
 
@@ -82,7 +89,9 @@ class AppState:
     drops: DropCounter
     signer: Signer
     recorder: RecordingTransport | None
+    metrics: Metrics
     sender: Sender | None = None
+    outbox: Outbox | None = None
     reloader: ContainerReloader | None = None
     api_store: ServerEventStore | None = None
     limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
@@ -94,6 +103,7 @@ def create_app(
     *,
     container: Container | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    outbox: Outbox | None = None,
     watch: bool | None = None,
 ) -> Starlette:
     """Build the application.
@@ -101,8 +111,11 @@ def create_app(
     ``container`` defaults to loading ``settings.tags_dir`` (raises
     :class:`~tagserver.exceptions.ConfigError`); ``transport`` replaces the network for outbound
     requests (tests); with ``settings.dry_run`` a :class:`RecordingTransport` records them instead.
+    ``outbox`` defaults to the backend named by ``settings.outbox``, opened by the lifespan
+    (which fails the start-up with :class:`~tagserver.exceptions.OutboxError` when it cannot).
     ``watch`` (default: when the container was loaded here) reloads ``settings.tags_dir`` live
-    every ``settings.reload_interval_s`` seconds (0: never by polling) and on SIGHUP.
+    every ``settings.reload_interval_s`` seconds (0: never by polling) and on SIGHUP; each
+    reloaded container's destinations and secrets are handed to the sender.
     """
     if watch is None:
         watch = container is None
@@ -110,12 +123,14 @@ def create_app(
         container = load_container(settings.tags_dir, environ=os.environ)
     recorder = RecordingTransport() if settings.dry_run else None
     keys = [key.reveal() for key in reversed(settings.secret_keys)]  # itsdangerous: newest last
+    metrics = Metrics()
     state = AppState(
         settings=settings,
         container=container,
-        drops=DropCounter(),
+        drops=DropCounter(listener=metrics.count_drop),
         signer=Signer(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
+        metrics=metrics,
         api_store=ServerEventStore(settings.keys_path),
         limits=RateLimits(per_ip=settings.rate_limit_ip, per_visitor=settings.rate_limit_visitor),
     )
@@ -140,23 +155,41 @@ def create_app(
         policy = RetryPolicy(
             settings.retry_base_delay_s, settings.retry_max_delay_s, settings.retry_max_attempts
         )
+        store = outbox or open_outbox(settings.outbox, lease_s=settings.outbox_lease_s)
+        try:
+            await store.open()
+        except OutboxError:
+            await client.aclose()
+            raise
+        state.outbox = store
+        channels: dict[type, Channel] = {
+            MetaDestination: MetaChannel(settings.meta_graph_url),
+            HttpDestination: HttpChannel(),
+            GA4Destination: GA4Channel(settings.ga4_url),
+        }
         state.sender = Sender(
             client,
-            channels={
-                MetaDestination: MetaChannel(settings.meta_graph_url),
-                HttpDestination: HttpChannel(),
-                GA4Destination: GA4Channel(settings.ga4_url),
-            },
+            outbox=store,
+            channels=channels,
             drops=state.drops,
             policy=policy,
+            metrics=metrics,
             flush_interval=settings.flush_interval_s,
         )
+        use_container(state.sender, state.container, channels)
         await state.sender.start()
+        gauges = asyncio.create_task(_refresh_outbox_gauges(state, every=5.0))
         if watch:
+
+            def activate(new: Container) -> None:
+                state.container = new
+                assert state.sender is not None
+                use_container(state.sender, new, channels)
+
             state.reloader = ContainerReloader(
                 settings.tags_dir,
                 current=lambda: state.container,
-                activate=lambda new: setattr(state, "container", new),
+                activate=activate,
                 load=loader_for(os.environ),
                 interval=settings.reload_interval_s,
             )
@@ -167,15 +200,18 @@ def create_app(
                 "container_version": state.container.version,
                 "tags": [t.name for t in state.container.tags],
                 "dry_run": settings.dry_run,
+                "outbox": describe_outbox(settings.outbox) if outbox is None else "given",
                 "live_reload": state.reloader is not None,
             },
         )
         try:
             yield
         finally:
+            gauges.cancel()
             if state.reloader is not None:
                 await state.reloader.stop()
             await state.sender.stop(timeout=settings.drain_timeout_s)
+            await store.close()
             await client.aclose()
             if state.api_store is not None:
                 state.api_store.close()
@@ -207,6 +243,9 @@ def create_app(
     async def collect(request: Request) -> Response:
         return await handle_collect(request, state)
 
+    async def metrics_endpoint(request: Request) -> Response:
+        return await handle_metrics(request, state)
+
     async def ga4_collect(request: Request) -> Response:
         return await handle_ga4_collect(request, state)
 
@@ -236,6 +275,8 @@ def create_app(
             )
         ),
     ]
+    if settings.metrics_token is not None:
+        routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )
@@ -247,7 +288,75 @@ def create_app(
         max_concurrency=settings.max_concurrency,
     )
     app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(
+        MetricsMiddleware,
+        metrics=metrics,
+        routes={
+            settings.collect_path: "collect",
+            settings.script_path: "script",
+            "/healthy": "healthy",
+            "/metrics": "metrics",
+        },
+    )
     return app
+
+
+def use_container(sender: Sender, container: Container, channels: Mapping[type, Channel]) -> None:
+    """Point ``sender`` at ``container``: the destinations its tags send to (with their current
+    tokens), GA4 keys of its forwarders that keep each hit's own measurement id, and its secret
+    variables, so that entries stored earlier (or replayed) are sent with the current values."""
+    found = [getattr(entry.tag, "destination", None) for entry in container.tags]
+    destinations = [d for d in found if type(d) in channels]
+    any_ga4 = any(isinstance(e.tag, GA4Tag) and e.tag.measurement_id is None
+                  for e in container.tags)  # fmt: skip
+
+    def resolve(key: str) -> object | None:
+        if any_ga4 and key.startswith("ga4:G-"):
+            return GA4Destination(key.removeprefix("ga4:"))
+        return None
+
+    secrets = {name: v.value for name, v in container.variables.items()
+               if isinstance(v, SecretVariable)}  # fmt: skip
+    sender.use_destinations(destinations, resolve=resolve, secrets=secrets)
+
+
+async def _refresh_outbox_gauges(state: AppState, *, every: float) -> None:
+    """Keep the outbox gauges current (every ``every`` seconds; errors are logged, not raised)."""
+    while True:
+        await update_outbox_gauges(state)
+        await asyncio.sleep(every)
+
+
+async def update_outbox_gauges(state: AppState) -> None:
+    """Set depth, oldest age and dead-letter gauges from the outbox's counts."""
+    if state.outbox is None:
+        return
+    try:
+        stats = await state.outbox.stats()
+    except OutboxError as exc:
+        log.error("outbox stats failed", extra={"error": str(exc)})
+        return
+    state.metrics.outbox_depth.set(stats.depth)
+    state.metrics.outbox_oldest_age.set(stats.oldest_age_s or 0.0)
+    state.metrics.outbox_dead.set(stats.dead)
+
+
+async def handle_metrics(request: Request, state: AppState) -> Response:
+    """``GET /metrics`` on the main port: the Prometheus text, with ``Authorization: Bearer``."""
+    token = state.settings.metrics_token
+    sent = request.headers.get("authorization", "")
+    expected = f"Bearer {token.reveal()}" if token is not None else None
+    if expected is None or not hmac.compare_digest(sent.encode(), expected.encode()):
+        return JSONResponse(
+            {"ok": False, "error": "metrics need a bearer token",
+             "errors": [{"field": "authorization",
+                         "message": "send Authorization: Bearer <TAGSERVER_METRICS_TOKEN>"}],
+             "status": 401},
+            status_code=401,
+            headers={**NO_STORE, "www-authenticate": "Bearer"},
+        )  # fmt: skip
+    await update_outbox_gauges(state)
+    return Response(state.metrics.render(), headers={**NO_STORE, "content-type": CONTENT_TYPE})
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -314,6 +423,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         now = time.time()
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
+        state.metrics.hits.labels("rejected").inc()
         return error_response(exc, headers=cors)
 
     scope = resolve_cookie_scope(host, settings.site_domains)
@@ -349,6 +459,12 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     )
     container = state.container  # one container for the whole event, even during a reload
     result = run_event(state, container, event, now=now)
+    try:
+        await submit_results(state, [result])  # durable before the answer
+    except OutboxError:
+        state.metrics.hits.labels("unavailable").inc()
+        return outbox_unavailable(headers=cors)
+    state.metrics.hits.labels("accepted").inc()
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )

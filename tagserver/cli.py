@@ -1,13 +1,16 @@
 """The ``tagserver`` command: ``serve``, ``validate``, ``check``, ``demo``, ``snippet``, ``keys``,
-``import``."""
+``import``, ``sign``, ``outbox``."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tagserver import __version__
 from tagserver.exceptions import ConfigError
@@ -47,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit after showing the sample hit (for scripts and tests)",
     )
+    from tagserver.outbox_cli import add_outbox_parser
+
+    add_outbox_parser(sub)
 
     snippet = sub.add_parser("snippet", help="print the install snippet for the site domains")
     snippet.add_argument(
@@ -125,6 +131,10 @@ def _run(args: argparse.Namespace) -> int:
         from tagserver.demo import run_demo
 
         return run_demo(host=args.host, port=args.port, once=args.once)
+    if args.command == "outbox":
+        from tagserver.outbox_cli import run_outbox_command
+
+        return run_outbox_command(args)
     if args.command == "snippet":
         return _snippet(args)
     if args.command == "keys":
@@ -231,6 +241,43 @@ def _serve(args: argparse.Namespace) -> int:
         _print_config_error(exc)
         return 1
     configure_logging(settings.log_level)
+    try:
+        cleanup = _process_metrics(settings.metrics_host, settings.metrics_port, args.workers)
+    except OSError as exc:
+        print(f"tagserver: TAGSERVER_METRICS_PORT: cannot listen: {exc}", file=sys.stderr)
+        return 1
+    try:
+        _run_uvicorn(uvicorn, args, settings.drain_timeout_s)
+    finally:
+        cleanup()
+    return 0
+
+
+def _process_metrics(host: str, port: int | None, workers: int) -> Callable[[], None]:
+    """Metrics shared by every worker: prometheus-client's multiprocess mode (its folder is set
+    before prometheus-client is imported), and the metrics port served from this process."""
+    if workers <= 1 and port is None:
+        return lambda: None
+    created = None
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        created = tempfile.mkdtemp(prefix="tagserver-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = created
+    server: Any = None
+    if port is not None:
+        from tagserver.metrics import serve_metrics_port
+
+        server = serve_metrics_port(host, port)
+
+    def cleanup() -> None:
+        if server is not None:
+            server.shutdown()
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+
+    return cleanup
+
+
+def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, drain_timeout_s: float) -> None:
     uvicorn.run(
         "tagserver.app:app_from_environment",
         factory=True,
@@ -241,11 +288,10 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.drain_timeout_s) + 5,
+        timeout_graceful_shutdown=int(drain_timeout_s) + 5,
         ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
         ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
     )
-    return 0
 
 
 def _snippet(args: argparse.Namespace) -> int:

@@ -77,6 +77,7 @@ def run_demo(*, host: str, port: int, once: bool) -> int:
                 "TAGSERVER_ALLOWED_ORIGINS", f"{origin},http://localhost:{port}"
             ),
             "TAGSERVER_FLUSH_INTERVAL": "0.2",
+            "TAGSERVER_OUTBOX": "memory",  # the tour keeps nothing on disk
             # a recording sandbox: a headless browser touring it is no crawler to keep away
             "TAGSERVER_BLOCK_BOTS": environ.get("TAGSERVER_BLOCK_BOTS", "0"),
             "TAGSERVER_LOG_LEVEL": environ.get("TAGSERVER_LOG_LEVEL", "warning"),

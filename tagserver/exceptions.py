@@ -10,9 +10,11 @@
     │   ├── RequestTooLarge      414/431: query string or headers over their limit
     │   ├── RateLimited          429 with Retry-After
     │   └── Overloaded           503 with Retry-After: too many requests in flight
-    └── DeliveryError            the sender: an outbound request did not succeed
-        ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
-        └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
+    ├── DeliveryError            the sender: an outbound request did not succeed
+    │   ├── DestinationRejected  permanent (bad payload, token, permissions): never retried
+    │   └── DestinationUnavailable  transient (5xx, throttling, network): retried with backoff
+    └── OutboxError              the operator: the outbox (SQLite file, Redis) cannot be used;
+                                 a hit that cannot be stored is answered 503
 """
 
 from __future__ import annotations
@@ -150,3 +152,8 @@ class Overloaded(HitRejected):
 
     status = 503
     retry_after = 1
+
+
+class OutboxError(TagserverError):
+    """The outbox cannot be opened, read or written (a locked or unwritable SQLite file, Redis
+    unreachable). The message names the backend (never a password) and the operation."""

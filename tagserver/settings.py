@@ -62,10 +62,14 @@ class Settings:
     flush_interval_s: float = 1.0
     outbound_timeout_s: float = 5.0
     drain_timeout_s: float = 10.0
-    retry_max_attempts: int = 8
+    retry_max_attempts: int | None = None  # None: retry until too old for the destination
     retry_base_delay_s: float = 0.5
     retry_max_delay_s: float = 60.0
     default_country: str | None = None
+    outbox_lease_s: float = 30.0
+    metrics_token: Secret | None = None
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
     reload_interval_s: float = 1.0
     #: ``js``: GA4's client id is the page's ``cid``; ``server``: an HttpOnly ``FPID`` cookie.
     ga4_client_id: str = "js"
@@ -152,7 +156,9 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         )
         if url is not None:
             values[key] = url
-    outbox = read("TAGSERVER_OUTBOX", str, "a SQLite file path or redis://host:port/db")
+    outbox = read(
+        "TAGSERVER_OUTBOX", _parse_outbox, "a SQLite file path, redis://host:port/db or memory"
+    )
     if outbox is not None:
         values["outbox"] = outbox
     for name, key in (
@@ -223,6 +229,8 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         ("TAGSERVER_RETRY_MAX_ATTEMPTS", "retry_max_attempts", _positive_int, "a whole number"),
         ("TAGSERVER_RETRY_BASE_DELAY", "retry_base_delay_s", _positive_float, "seconds, e.g. 0.5"),
         ("TAGSERVER_RETRY_MAX_DELAY", "retry_max_delay_s", _positive_float, "seconds, e.g. 60"),
+        ("TAGSERVER_OUTBOX_LEASE", "outbox_lease_s", _positive_float, "seconds, e.g. 30"),
+        ("TAGSERVER_METRICS_PORT", "metrics_port", _port, "a TCP port number, e.g. 9100"),
     )
     reload = read(
         "TAGSERVER_RELOAD_INTERVAL", _non_negative_float, "seconds between container checks; 0 = off"
@@ -242,6 +250,22 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
             MAX_COOKIE_AGE_S,
         )
         values["cookie_max_age_s"] = MAX_COOKIE_AGE_S
+
+    token = read("TAGSERVER_METRICS_TOKEN", str, "a long random string")
+    if token is not None:
+        if len(token) < 16:
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "TAGSERVER_METRICS_TOKEN",
+                    "the token is shorter than 16 characters",
+                    "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'",
+                )
+            )
+        values["metrics_token"] = Secret(token)
+    metrics_host = read("TAGSERVER_METRICS_HOST", _parse_host, "an IP address such as 127.0.0.1")
+    if metrics_host is not None:
+        values["metrics_host"] = metrics_host
 
     if issues:
         raise ConfigError(issues)
@@ -320,6 +344,27 @@ def _parse_country(raw: str) -> str:
     if not re.fullmatch(r"[A-Za-z]{2}", raw):
         raise ValueError(f"{raw!r} is not a two-letter country code")
     return raw.upper()
+
+
+def _parse_outbox(raw: str) -> str:
+    if raw == "memory" or raw.startswith(("redis://", "rediss://", "unix://")):
+        if raw.startswith(("redis://", "rediss://")) and not urlsplit(raw).hostname:
+            raise ValueError("the Redis URL has no host")
+        return raw
+    if "://" in raw:
+        raise ValueError(f"unknown outbox scheme in {raw.split('://')[0]!r}://")
+    return raw
+
+
+def _parse_host(raw: str) -> str:
+    return str(ipaddress.ip_address(raw))
+
+
+def _port(raw: str) -> int:
+    number = int(raw)
+    if not 0 < number < 65536:
+        raise ValueError(f"{raw!r} is not a port number")
+    return number
 
 
 def _parse_ga4_client_id(raw: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.redis_server import RedisServerProcess
 from tests.e2e.server import SHIPPED_TAGS_DIR, ServerStartError, TagServerProcess, default_env
 from tests.fakes.ga4 import FakeGA4
 from tests.fakes.graph import FakeGraphAPI
@@ -16,6 +17,25 @@ StartServer = Callable[..., TagServerProcess]
 _SERVERS = pytest.StashKey[list[TagServerProcess]]()
 _GRAPH = pytest.StashKey[FakeGraphAPI]()
 _GA4 = pytest.StashKey[FakeGA4]()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServerProcess]:
+    """A real redis-server on a free 127.0.0.1 port for the whole session (no persistence)."""
+    server = RedisServerProcess(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServerProcess) -> str:
+    """The URL of the session's Redis, emptied for this test."""
+    redis_server.flush()
+    return redis_server.url
 
 
 @pytest.fixture
@@ -38,8 +58,8 @@ def fake_ga4(request: pytest.FixtureRequest) -> Iterator[FakeGA4]:
 def start_server(
     request: pytest.FixtureRequest, tmp_path: Path, fake_graph: FakeGraphAPI, fake_ga4: FakeGA4
 ) -> Iterator[StartServer]:
-    """Factory: ``start_server(env={...}, tags_dir=..., tls=(key, cert))`` runs ``tagserver serve``
-    and waits.
+    """Factory: ``start_server(env={...}, tags_dir=..., args=(...), tls=(key, cert))`` runs
+    ``tagserver serve`` (with ``args`` appended, e.g. ``("--workers", "2")``) and waits.
 
     The environment is a copy of ``os.environ`` plus :func:`default_env` (pointing at
     ``fake_graph``) and ``TAGSERVER_GA4_URL`` (pointing at ``fake_ga4``), then ``env`` (None
@@ -54,6 +74,7 @@ def start_server(
         *,
         env: Mapping[str, str | None] | None = None,
         tags_dir: Path = SHIPPED_TAGS_DIR,
+        args: tuple[str, ...] = (),
         tls: tuple[Path, Path] | None = None,
     ) -> TagServerProcess:
         merged: dict[str, str | None] = {
@@ -65,6 +86,7 @@ def start_server(
             tags_dir=tags_dir,
             env=merged,
             output_path=tmp_path / f"server-{len(started)}.log",
+            extra_args=args,
             tls=tls,
         )
         started.append(server)

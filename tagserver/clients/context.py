@@ -2,7 +2,8 @@
 
 The visitor's public IP (trusted proxies, ``X-Forwarded-For`` or RFC 7239 ``Forwarded``), the
 request context triggers and variables read (cookies, headers without ``Cookie``), one container
-run per event with its drops counted and its outbound events queued, and the identity cookies
+run per event with its drops counted, its outbound events stored in the durable outbox before the
+answer (:func:`submit_results`; 503 when the outbox cannot store them), and the identity cookies
 written into the response.
 """
 
@@ -11,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
 from tagserver.client_ip import is_public, resolve_client_ip
@@ -78,19 +79,45 @@ def context_cookies(request: Request) -> Mapping[str, str]:
 def run_event(
     state: AppState, container: Container, event: Event, *, now: float
 ) -> ContainerResult:
-    """Run ``container`` on ``event`` (``now`` in unix seconds) after :func:`apply_privacy`, count
-    its drops and queue its outbound events. Never raises for a tag's problem; outbound failures
-    happen later."""
+    """Run ``container`` on ``event`` (``now`` in unix seconds) after :func:`apply_privacy` and
+    count its drops. Never raises for a tag's problem. Its outbound events are not stored yet:
+    pass the results of a request to :func:`submit_results` before answering it."""
     event = apply_privacy(state, event, now=now)
     result = run_container(
         container, event, default_country=state.settings.default_country, now=now
     )
     for tag_name, reason, detail in result.drops:
         state.drops.count(tag_name, reason, f"event_id={event.event_id}: {detail}")
-    assert state.sender is not None, "the lifespan has not run"
-    for outbound in result.outbound:
-        state.sender.submit(outbound)
     return result
+
+
+async def submit_results(state: AppState, results: Sequence[ContainerResult]) -> None:
+    """Store the outbound events of ``results`` in the outbox in one write (durable when this
+    returns) and count the events and fired tags. Raises
+    :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them (logged here)."""
+    from tagserver.exceptions import OutboxError
+
+    assert state.sender is not None, "the lifespan has not run"
+    outbound = [item for result in results for item in result.outbound]
+    try:
+        await state.sender.submit(outbound)
+    except OutboxError as exc:
+        log.error("outbox write failed: hit refused", extra={"error": str(exc)})
+        raise
+    for result in results:
+        state.metrics.events.inc()
+        for tag_name in result.fired:
+            state.metrics.tags_fired.labels(tag_name).inc()
+
+
+def outbox_unavailable(*, headers: Mapping[str, str] | None = None) -> Response:
+    """503 in DESIGN.md's error shape, ``Retry-After: 1``: the events could not be stored."""
+    return JSONResponse(
+        {"ok": False, "error": "the event could not be stored; retry later",
+         "errors": [], "status": 503},
+        status_code=503,
+        headers={"cache-control": "no-store", **(headers or {}), "retry-after": "1"},
+    )  # fmt: skip
 
 
 #: RFC 6265 cookie-name (a token) and cookie-octets; a Domain is a lower-case host name.

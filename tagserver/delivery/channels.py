@@ -1,14 +1,19 @@
 """How each destination's batches become HTTP requests and how its answers are read.
 
-A channel is pure apart from what the sender hands it: it builds ``(url, body bytes)`` and
-classifies ``(status, body, headers)``; the sender owns the network.
+A channel is pure apart from what the sender hands it: it names a destination with a key that
+holds no secret (stored in the outbox), builds ``(url, body bytes)`` from the stored payload bytes
+(or, for previews such as ``tagserver check``, from payload mappings), gives the request's method
+and headers (``request_head``), and classifies ``(status, body, headers)``; the sender owns the
+network. Tokens come from the destination (the current container's), never from a payload; a
+channel whose payloads may hold secret variable values (``seals_secrets``) has them sealed before
+they are stored (:mod:`tagserver.delivery.sealed`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from tagserver.delivery.retry import classify_meta_response, parse_retry_after
 from tagserver.exceptions import DeliveryError, DestinationRejected, DestinationUnavailable
@@ -21,17 +26,54 @@ from tagserver.tags.meta import MetaDestination
 META_MAX_BATCH = 1000
 
 
+#: Meta refuses events whose event_time is over 7 days old (code 100, subcode 2804003).
+META_MAX_AGE_S = 7 * 24 * 3600
+#: ... except ``physical_store`` events, accepted for 62 days (REFERENCE §1).
+META_MAX_AGE_PHYSICAL_STORE_S = 62 * 24 * 3600
+#: GA4 processes hits at most 72 hours after they happened (Measurement Protocol docs).
+GA4_MAX_AGE_S = 72 * 3600
+#: Webhooks have no documented limit: the outbox's own horizon of 7 days.
+HTTP_MAX_AGE_S = 7 * 24 * 3600
+
+#: A payload as the sender hands it (stored JSON bytes) or as a preview builds it (a mapping).
+Payload = bytes | Mapping[str, Any]
+
+
+def payload_bytes(payload: Payload) -> bytes:
+    """``payload`` as compact UTF-8 JSON bytes (stored bytes are used unchanged)."""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def payload_mapping(payload: Payload) -> Mapping[str, Any]:
+    """``payload`` as a mapping (stored bytes are decoded). Raises ``ValueError`` for bytes that
+    are not a JSON object."""
+    if isinstance(payload, bytes | bytearray):
+        value = json.loads(payload)
+        if not isinstance(value, dict):
+            raise ValueError("the stored payload is not a JSON object")
+        return cast(dict[str, Any], value)
+    return payload
+
+
 class Channel(Protocol):
     max_batch: int
+    #: Events older than this (seconds, from their ``event_time``) can no longer be delivered.
+    max_age_s: float
+
+    def key(self, destination: Any) -> str:
+        """The outbox's name for ``destination``: stable across restarts, without the token."""
+        ...
 
     def label(self, destination: Any) -> str:
         """A log- and metric-safe name: no token, no personal data."""
         ...
 
-    def build_request(
-        self, destination: Any, payloads: Sequence[Mapping[str, Any]]
-    ) -> tuple[str, bytes]:
-        """``(url, JSON body)`` for one batch."""
+    def build_request(self, destination: Any, payloads: Sequence[Payload]) -> tuple[str, bytes]:
+        """``(url, body)`` for one batch; ``payloads`` are the stored JSON events, used
+        byte for byte (or mappings, encoded here). Raises ``TypeError``/``ValueError`` for a
+        payload that cannot be encoded."""
         ...
 
     def classify(
@@ -42,7 +84,7 @@ class Channel(Protocol):
 
 
 def request_head(
-    channel: Channel, destination: Any, payloads: Sequence[Mapping[str, Any]]
+    channel: Channel, destination: Any, payloads: Sequence[Payload]
 ) -> tuple[str, dict[str, str]]:
     """``(method, headers)`` of a batch: the channel's own when it defines ``request_head``, else
     ``POST`` with a JSON body."""
@@ -58,6 +100,7 @@ class MetaChannel:
     in the JSON body, never in the URL (REFERENCE §1)."""
 
     max_batch = META_MAX_BATCH
+    max_age_s = float(META_MAX_AGE_S)
 
     def __init__(self, graph_url: str) -> None:
         self.graph_url = graph_url.rstrip("/")
@@ -65,20 +108,30 @@ class MetaChannel:
     def label(self, destination: MetaDestination) -> str:
         return f"meta:{destination.pixel_id}"
 
+    def key(self, destination: MetaDestination) -> str:
+        """``meta:<pixel id>:<api version>[:<test event code>]``."""
+        key = f"meta:{destination.pixel_id}:{destination.api_version}"
+        return f"{key}:{destination.test_event_code}" if destination.test_event_code else key
+
+    def max_age_for(self, payload: bytes) -> float:
+        """7 days, 62 for a ``physical_store`` event (its stored compact JSON names it)."""
+        if b'"action_source":"physical_store"' in payload:
+            return float(META_MAX_AGE_PHYSICAL_STORE_S)
+        return self.max_age_s
+
     def build_request(
-        self, destination: MetaDestination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: MetaDestination, payloads: Sequence[Payload]
     ) -> tuple[str, bytes]:
         url = f"{self.graph_url}/{destination.api_version}/{destination.pixel_id}/events"
-        body: dict[str, Any] = {
-            "data": list(payloads),
-            "access_token": destination.access_token.reveal(),
-        }
+        rest: dict[str, Any] = {"access_token": destination.access_token.reveal()}
         if destination.test_event_code:
-            body["test_event_code"] = destination.test_event_code
-        return url, json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+            rest["test_event_code"] = destination.test_event_code
+        tail = json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = b",".join(payload_bytes(p) for p in payloads)
+        return url, b'{"data":[' + data + b"]," + tail[1:]
 
     def request_head(
-        self, destination: MetaDestination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: MetaDestination, payloads: Sequence[Payload]
     ) -> tuple[str, dict[str, str]]:
         return "POST", {"content-type": "application/json"}
 
@@ -99,15 +152,23 @@ class HttpChannel:
     a recipient treat such octets as opaque; UTF-8 keeps them lossless for one that decodes it."""
 
     max_batch = 1
+    max_age_s = float(HTTP_MAX_AGE_S)
     header_encoding = "utf-8"
+    #: URL, headers and body may hold secret variable values: sealed in the outbox.
+    seals_secrets = True
 
     def label(self, destination: HttpDestination) -> str:
         return f"http:{destination.tag}"
 
+    def key(self, destination: HttpDestination) -> str:
+        """``http:<tag name>``: resolved to the current container's tag of that name."""
+        return f"http:{destination.tag}"
+
     def build_request(
-        self, destination: HttpDestination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: HttpDestination, payloads: Sequence[Payload]
     ) -> tuple[str, bytes]:
-        (payload,) = payloads
+        (raw,) = payloads
+        payload = payload_mapping(raw)
         body = payload.get("body")
         content = b"" if body is None else json.dumps(
             body, separators=(",", ":"), ensure_ascii=False
@@ -115,9 +176,10 @@ class HttpChannel:
         return str(payload["url"]), content
 
     def request_head(
-        self, destination: HttpDestination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: HttpDestination, payloads: Sequence[Payload]
     ) -> tuple[str, dict[str, str]]:
-        (payload,) = payloads
+        (raw,) = payloads
+        payload = payload_mapping(raw)
         return str(payload["method"]), dict(payload.get("headers") or {})
 
     def classify(
@@ -134,6 +196,7 @@ class GA4Channel:
     different requests still go out concurrently."""
 
     max_batch = 1
+    max_age_s = float(GA4_MAX_AGE_S)
 
     def chain_key(self, payload: Mapping[str, Any]) -> str | None:
         """Hits with the same forwarded query (shared parameters of one request, ``_s`` and
@@ -146,19 +209,23 @@ class GA4Channel:
     def label(self, destination: GA4Destination) -> str:
         return f"ga4:{destination.measurement_id}"
 
+    def key(self, destination: GA4Destination) -> str:
+        """``ga4:<measurement id>`` (no secret: the hit itself is the payload)."""
+        return f"ga4:{destination.measurement_id}"
+
     def build_request(
-        self, destination: GA4Destination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: GA4Destination, payloads: Sequence[Payload]
     ) -> tuple[str, bytes]:
         (payload,) = payloads
-        url, body, _ = forward_request(self.ga4_url, payload)
+        url, body, _ = forward_request(self.ga4_url, payload_mapping(payload))
         return url, body
 
     def request_head(
-        self, destination: GA4Destination, payloads: Sequence[Mapping[str, Any]]
+        self, destination: GA4Destination, payloads: Sequence[Payload]
     ) -> tuple[str, dict[str, str]]:
         """``POST`` with ``content-type: text/plain`` and the visitor's ``user-agent``."""
         (payload,) = payloads
-        return "POST", forward_request(self.ga4_url, payload)[2]
+        return "POST", forward_request(self.ga4_url, payload_mapping(payload))[2]
 
     def classify(
         self, status: int, body: bytes, headers: Mapping[str, str]

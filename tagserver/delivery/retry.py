@@ -81,14 +81,16 @@ class RetryPolicy:
 
     Attempt ``n`` (1-based) waits ``min(max_delay, base * 2**(n-1))`` scaled by a random factor in
     ``[0.5, 1.0]``, or the server's ``Retry-After`` when that is longer. After ``max_attempts``
-    attempts the event is dropped as ``retries_exhausted``.
+    attempts the event is a dead letter ``retries_exhausted``; ``None`` retries until the event is
+    too old for its destination.
     """
 
     base_delay: float = 0.5
     max_delay: float = 60.0
-    max_attempts: int = 8
+    max_attempts: int | None = 8
 
     def delay(self, attempt: int, *, retry_after: float | None = None) -> float:
-        backoff = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
+        exponent = min(max(attempt - 1, 0), 60)  # 2**60 s is past any cap; avoids overflow
+        backoff = min(self.max_delay, self.base_delay * 2.0**exponent)
         backoff *= random.uniform(0.5, 1.0)
         return max(backoff, retry_after or 0.0)

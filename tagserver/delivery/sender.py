@@ -1,245 +1,546 @@
-"""The in-memory batching sender: groups outbound events per destination, sends them in batches,
-retries transient failures with backoff, bisects permanently rejected batches, counts every drop.
+"""The batching sender: stores outbound events in the outbox, then claims, batches and delivers
+them, retrying transient failures and burying what can never be delivered.
 
-Outbound failures never reach the browser's response: ``submit`` only queues.
+``submit`` returns once the events are durable in the outbox (the hit is answered after that);
+delivery happens in the background and never reaches the browser's response. The sender holds
+at most ``max_held`` claimed entries in memory (the rest waits in the outbox), groups them per
+destination into batches of at most the channel's ``max_batch``, and sends at most
+``concurrency`` requests at once. Outcomes (REFERENCE §1, Meta "Handling errors"):
+
+- success → ``ack``;
+- transient (5xx, 429, network, timeouts, Meta's transient codes) → another attempt after
+  exponential backoff with jitter, at least the ``Retry-After`` (which also pauses the whole
+  destination), until the event is older than the channel's ``max_age_s`` (dead letter ``too_old``)
+  or ``policy.max_attempts`` is reached, when set (``retries_exhausted``);
+- permanent → a 400 code 100 batch is bisected so the good events still go out; what is left is
+  a dead letter ``rejected`` with status, code, subcode and ``fbtrace_id``.
+
+Retries and replays send the stored payload bytes: the same ``event_id``, never a new one.
+Destination keys resolve against the *current* container (:meth:`Sender.use_destinations`, called
+again after a live reload), so tokens and secret variable values are read at send time and never
+stored; a payload whose channel ``seals_secrets`` is stored sealed (:mod:`tagserver.delivery.sealed`).
+An event that cannot be encoded is dropped as ``invalid_event`` when submitted (the others of the
+hit are stored); a bug while delivering is logged, counted as ``internal_error`` and retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel, request_head
+from tagserver.delivery.channels import Channel, payload_mapping, request_head
 from tagserver.delivery.drops import DropCounter
+from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
-from tagserver.exceptions import DestinationRejected, DestinationUnavailable
+from tagserver.delivery.sealed import Sealer, UnknownSecret, unseal
+from tagserver.exceptions import DestinationRejected, DestinationUnavailable, OutboxError
+from tagserver.metrics import Metrics
+from tagserver.secret import Secret
 from tagserver.tags import Outbound
 
 log = logging.getLogger("tagserver.delivery")
 
-Payload = Mapping[str, Any]
+
+def encode_payload(payload: Mapping[str, Any]) -> bytes:
+    """The stored form of an event payload: compact UTF-8 JSON, encoded once."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+@dataclass(eq=False)
+class _Held:
+    entry: OutboxEntry
+    attempts: int = 0
+    due: float = 0.0  # time.monotonic()
+    in_flight: bool = False
+    #: the channel's ``chain_key`` of the payload (``None``: not chained), once computed
+    chain: str | None = None
+    chain_known: bool = False
+    #: an earlier entry of its chain is still held: not sent before that one is done
+    blocked: bool = False
 
 
 class Sender:
-    """Batches :class:`~tagserver.tags.Outbound` events and delivers them.
+    """Delivers what tags produce, through ``outbox``.
 
-    ``channels`` maps a destination class (e.g. ``MetaDestination``) to its :class:`Channel`.
-    Batches are flushed every ``flush_interval`` seconds, or at once when one reaches the channel's
-    ``max_batch``. At most ``concurrency`` requests are in flight; at most ``max_queued`` events
-    wait (more are dropped as ``queue_full``).
+    ``channels`` maps a destination class (e.g. ``MetaDestination``) to its :class:`Channel`;
+    ``destinations`` are the container's destinations, so entries stored by an earlier run (or
+    replayed) find their current token; ``resolve`` names a destination for a key no listed one
+    has (a GA4 measurement id taken from the hit), ``None`` when unknown; ``secrets`` are the
+    container's secret variables (name → value). Every ``flush_interval`` seconds the sender
+    claims new entries and sends what is due.
     """
 
     def __init__(
         self,
         client: httpx.AsyncClient,
         *,
+        outbox: Outbox,
         channels: Mapping[type, Channel],
         drops: DropCounter,
         policy: RetryPolicy,
+        destinations: Iterable[Any] = (),
+        resolve: Callable[[str], Any | None] | None = None,
+        secrets: Mapping[str, Secret] | None = None,
+        metrics: Metrics | None = None,
         flush_interval: float = 1.0,
         concurrency: int = 8,
-        max_queued: int = 100_000,
+        max_held: int = 20_000,
     ) -> None:
         self._client = client
+        self._outbox = outbox
         self._channels = dict(channels)
         self._drops = drops
         self._policy = policy
+        self._metrics = metrics if metrics is not None else Metrics()
         self._flush_interval = flush_interval
         self._semaphore = asyncio.Semaphore(concurrency)
-        self._max_queued = max_queued
-        self._buffers: dict[Any, list[Payload]] = {}
-        self._queued = 0
-        self._tasks: dict[asyncio.Task[None], tuple[str, int]] = {}
+        self._max_held = max_held
+        self._known: dict[str, Any] = {}
+        self._resolve: Callable[[str], Any | None] | None = None
+        self._secrets: dict[str, str] = {}
+        self._secret_history: dict[str, list[str]] = {}
+        self._sealer = Sealer({})
+        self.use_destinations(destinations, resolve=resolve, secrets=secrets or {})
+        self._held: dict[str, dict[str, _Held]] = {}
+        self._held_count = 0
+        self._paused: dict[str, float] = {}
+        self._unclaimed = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._flusher: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._renew_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._fill_now = False
+        self._outbox_empty = False
         self.delivered = 0
 
     def _channel(self, destination: Any) -> Channel:
         return self._channels[type(destination)]
 
-    def submit(self, outbound: Outbound) -> None:
-        """Queue one event; never blocks, never raises for delivery problems."""
-        label = self._channel(outbound.destination).label(outbound.destination)
-        if self._queued >= self._max_queued:
-            self._drops.count(label, "queue_full", f"{self._queued} events already queued")
+    def use_destinations(
+        self,
+        destinations: Iterable[Any],
+        *,
+        resolve: Callable[[str], Any | None] | None = None,
+        secrets: Mapping[str, Secret],
+    ) -> None:
+        """Resolve keys against these destinations and secrets from now on (the container's,
+        again after each reload): a key none of them has becomes ``unknown_destination``."""
+        known: dict[str, Any] = {}
+        for destination in destinations:
+            if type(destination) in self._channels:
+                known[self._channel(destination).key(destination)] = destination
+        self._known = known
+        self._resolve = resolve
+        self._secrets = {name: secret.reveal() for name, secret in secrets.items()}
+        for name, value in self._secrets.items():
+            history = self._secret_history.setdefault(name, [])
+            if value not in history:
+                history.append(value)
+        self._sealer = Sealer(self._secret_history)
+
+    def _remember(self, destination: Any) -> str:
+        """The key of ``destination``; a destination no container lists (a GA4 id from the hit,
+        a sender without a container) is kept, a listed one is not replaced by an older copy."""
+        key = self._channel(destination).key(destination)
+        self._known.setdefault(key, destination)
+        return key
+
+    def _destination(self, key: str) -> Any | None:
+        destination = self._known.get(key)
+        if destination is None and self._resolve is not None:
+            destination = self._resolve(key)
+        return destination
+
+    # intake ------------------------------------------------------------------------------
+
+    async def submit(self, outbound: Sequence[Outbound]) -> None:
+        """Store ``outbound`` in the outbox; durable when this returns.
+
+        Raises :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them. An
+        event that cannot be encoded (e.g. a lone surrogate) is counted as ``invalid_event``.
+        """
+        entries = []
+        for item in outbound:
+            channel = self._channel(item.destination)
+            key = self._remember(item.destination)
+            payload: Mapping[str, Any] = item.payload
+            try:
+                if getattr(channel, "seals_secrets", False):
+                    payload = self._sealer.seal(payload)
+                stored = encode_payload(payload)
+            except (TypeError, ValueError) as exc:
+                self._drops.count(
+                    channel.label(item.destination),
+                    "invalid_event",
+                    f"event_id={item.payload.get('event_id', '?')}: cannot encode "
+                    f"({type(exc).__name__})",
+                )
+                continue
+            event_time = item.payload.get("event_time")
+            entries.append(
+                NewEntry(
+                    destination=key,
+                    payload=stored,
+                    event_id=str(item.payload.get("event_id") or ""),
+                    event_time=event_time if isinstance(event_time, int) else None,
+                )
+            )
+        if not entries:
             return
-        buffer = self._buffers.setdefault(outbound.destination, [])
-        buffer.append(outbound.payload)
-        self._queued += 1
-        if len(buffer) >= self._channel(outbound.destination).max_batch or self._closing:
+        await self._outbox.put(entries)
+        self._unclaimed += len(entries)
+        if self._unclaimed >= 1000 or self._closing:
+            self._fill_now = True
             self._wake.set()
 
+    # the loop ----------------------------------------------------------------------------
+
     async def start(self) -> None:
-        """Start the flush loop (call from the running event loop)."""
-        self._flusher = asyncio.create_task(self._flush_loop(), name="tagserver-flush")
+        """Start the claim-and-send loop and the lease keeper (call from the running loop)."""
+        self._loop_task = asyncio.create_task(self._run(), name="tagserver-sender")
+        if self._outbox.durable:
+            self._renew_task = asyncio.create_task(self._renew_loop(), name="tagserver-leases")
 
-    async def _flush_loop(self) -> None:
+    async def _run(self) -> None:
+        """Claim new entries every ``flush_interval`` (sooner when a full batch waits or while
+        stopping), so they go out in full batches; send retries when they are due."""
+        next_fill = 0.0
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self._flush_interval)
-            except TimeoutError:
-                pass
+            now = time.monotonic()
+            if now >= next_fill or self._fill_now or self._closing:
+                self._fill_now = False
+                next_fill = now + self._flush_interval
+                try:
+                    await self._fill()
+                except OutboxError as exc:
+                    log.error("outbox claim failed", extra={"error": str(exc)})
+            self._dispatch()
+            timeout = next_fill - time.monotonic()
+            next_due = self._next_due()
+            if next_due is not None:
+                timeout = min(timeout, next_due - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, timeout))
             self._wake.clear()
-            self.flush()
 
-    def flush(self) -> None:
-        """Start sending everything queued, in batches of at most ``max_batch``.
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.05, self._outbox.lease_s / 3))
+            ids = [entry_id for held in self._held.values() for entry_id in held]
+            try:
+                await self._outbox.renew(ids)
+            except OutboxError as exc:
+                log.error("outbox lease renewal failed", extra={"error": str(exc)})
+
+    async def _fill(self) -> None:
+        """Claim entries until ``max_held`` are held or the outbox has nothing claimable."""
+        self._unclaimed = 0
+        while self._held_count < self._max_held:
+            limit = min(1000, self._max_held - self._held_count)
+            claimed = await self._outbox.claim(limit)
+            for entry in claimed:
+                held = self._held.setdefault(entry.destination, {})
+                if entry.id not in held:
+                    held[entry.id] = _Held(entry, due=0.0)
+                    self._held_count += 1
+            self._outbox_empty = len(claimed) < limit
+            if self._outbox_empty:
+                return
+
+    def _next_due(self) -> float | None:
+        dues = [
+            max(h.due, self._paused.get(key, 0.0))
+            for key, held in self._held.items()
+            for h in held.values()
+            if not h.in_flight and not h.blocked
+        ]
+        return min(dues, default=None)
+
+    def _dispatch(self) -> None:
+        """Start a delivery task for every due batch.
 
         Batches go out concurrently, except those a channel chains: when it defines
-        ``chain_key(payload)``, consecutive one-event batches with the same non-``None`` key (the
-        hits of one batched GA4 body) are sent one after the other, in the order they came.
+        ``chain_key(payload)`` (one-event batches), entries with the same non-``None`` key (the
+        hits of one batched GA4 body) are sent one after the other in the order they were stored,
+        an entry waiting while an earlier one of its chain is in flight or waiting for a retry.
         """
-        buffers, self._buffers = self._buffers, {}
-        for destination, payloads in buffers.items():
-            channel = self._channel(destination)
-            size = channel.max_batch
-            chain_key = getattr(channel, "chain_key", None)
-            chains: list[list[Sequence[Payload]]] = []
-            previous: object = None
-            for start in range(0, len(payloads), size):
-                batch = payloads[start : start + size]
-                key = chain_key(batch[0]) if chain_key is not None and size == 1 else None
-                if key is not None and key == previous and chains:
-                    chains[-1].append(batch)
-                else:
-                    chains.append([batch])
-                previous = key
-            for chain in chains:
-                count = sum(len(batch) for batch in chain)
-                self._queued -= count
-                task = asyncio.create_task(self._deliver_chain(destination, chain))
-                self._tasks[task] = (channel.label(destination), count)
-                task.add_done_callback(self._tasks.pop)
+        now = time.monotonic()
+        for key, held in self._held.items():
+            if self._paused.get(key, 0.0) > now:
+                continue
+            destination = self._destination(key)
+            channel = self._channel(destination) if destination is not None else None
+            size = channel.max_batch if channel is not None else 1000
+            chain_key = getattr(channel, "chain_key", None) if size == 1 else None
+            if chain_key is not None:
+                self._mark_blocked(held.values(), chain_key)
+            ready = [h for h in held.values() if not h.in_flight and not h.blocked and h.due <= now]
+            if not ready:
+                continue
+            for start in range(0, len(ready), size):
+                batch = ready[start : start + size]
+                for h in batch:
+                    h.in_flight = True
+                self._spawn(self._deliver_guarded(key, batch))
 
-    async def _deliver_chain(self, destination: Any, chain: Sequence[Sequence[Payload]]) -> None:
-        """Each batch in turn (retries included before the next one starts)."""
-        task = asyncio.current_task()
-        remaining = sum(len(batch) for batch in chain)
-        for batch in chain:
-            await self._deliver_guarded(destination, batch)
-            remaining -= len(batch)
-            if task in self._tasks:  # what a drain timeout would still count as lost
-                self._tasks[task] = (self._tasks[task][0], remaining)
+    @staticmethod
+    def _mark_blocked(held: Iterable[_Held], chain_key: Callable[[Any], str | None]) -> None:
+        """Set ``blocked`` on every held entry (in stored order) behind an earlier one of its
+        chain."""
+        seen: set[str] = set()
+        for h in held:
+            if not h.chain_known:
+                h.chain_known = True
+                try:
+                    h.chain = chain_key(payload_mapping(h.entry.payload))
+                except (TypeError, ValueError, KeyError):
+                    h.chain = None
+            h.blocked = h.chain is not None and h.chain in seen
+            if h.chain is not None:
+                seen.add(h.chain)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     @property
     def pending(self) -> int:
-        """Events queued or in flight."""
-        return self._queued + sum(count for _, count in self._tasks.values())
+        """Events claimed by this sender and not yet finished."""
+        return self._held_count
 
-    async def stop(self, *, timeout: float) -> None:
-        """Flush, then wait up to ``timeout`` seconds for every batch (retries included); what is
-        still undelivered then is dropped as ``shutdown`` and counted."""
-        self._closing = True
-        if self._flusher is not None:
-            self._flusher.cancel()
-        self.flush()
-        deadline = time.monotonic() + timeout
-        while self._tasks:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            await asyncio.wait(list(self._tasks), timeout=remaining)
-        for task, (label, count) in list(self._tasks.items()):
-            task.cancel()
-            self._drops.count(label, "shutdown", f"drain timeout of {timeout}s reached", n=count)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=1.0)
+    # delivery ----------------------------------------------------------------------------
 
-    async def _deliver_guarded(self, destination: Any, batch: Sequence[Payload]) -> None:
-        """:meth:`_deliver`, with a bug counted and logged instead of lost in a dead task."""
+    def _forget(self, key: str, batch: Sequence[_Held]) -> None:
+        held = self._held.get(key, {})
+        for h in batch:
+            if held.pop(h.entry.id, None) is not None:
+                self._held_count -= 1
+        if not held:
+            self._held.pop(key, None)
+
+    async def _deliver_guarded(self, key: str, batch: list[_Held]) -> None:
+        """:meth:`_deliver`, with a bug logged and counted (``internal_error``) instead of lost
+        in a dead task; the events stay in the outbox and are tried again after a backoff."""
         try:
-            await self._deliver(destination, batch)
+            await self._deliver(key, batch)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            label = self._channel(destination).label(destination)
+            destination = self._destination(key)
+            label = self._channel(destination).label(destination) if destination else key
             log.exception("delivery failed", extra={"destination": label})
             self._drops.count(label, "internal_error", type(exc).__name__, n=len(batch))
+            now = time.monotonic()
+            held = self._held.get(key, {})
+            for h in batch:
+                if h.entry.id in held:
+                    h.attempts += 1
+                    h.due = now + self._policy.delay(h.attempts)
+                    h.in_flight = False
+            self._wake.set()
 
-    async def _deliver(self, destination: Any, batch: Sequence[Payload]) -> None:
-        channel = self._channel(destination)
+    async def _deliver(self, key: str, batch: list[_Held]) -> None:
+        try:
+            destination = self._destination(key)
+            if destination is None:
+                failure = Failure(
+                    "unknown_destination",
+                    message="no tag of the current container sends to this destination",
+                )
+                await self._bury(key, key, batch, failure)
+                return
+            channel = self._channel(destination)
+            label = channel.label(destination)
+            now = time.time()
+            max_age = getattr(channel, "max_age_for", None)
+            too_old = [
+                h for h in batch
+                if (h.entry.event_time or h.entry.created_at)
+                < now - (max_age(h.entry.payload) if max_age else channel.max_age_s)
+            ]  # fmt: skip
+            if too_old:
+                failure = Failure(
+                    "too_old",
+                    message=f"event_time over the destination's limit of {channel.max_age_s:.0f} s"
+                    if max_age is None else "event_time over the destination's limit",
+                    attempts=max(h.attempts for h in too_old),
+                )
+                await self._bury(key, label, too_old, failure)
+                batch = [h for h in batch if h not in too_old]
+            if batch:
+                await self._attempt(key, destination, channel, batch)
+        except OutboxError as exc:
+            # delivered or not, the lease runs out and another attempt follows (at least once)
+            log.error("outbox update failed", extra={"destination": key, "error": str(exc)})
+            self._forget(key, batch)
+        finally:
+            self._wake.set()
+
+    async def _attempt(
+        self, key: str, destination: Any, channel: Channel, batch: list[_Held]
+    ) -> None:
         label = channel.label(destination)
         try:
-            url, body = channel.build_request(destination, batch)
-        except (TypeError, ValueError) as exc:  # one event that cannot be encoded
+            payloads = [self._unsealed(channel, h.entry.payload) for h in batch]
+        except UnknownSecret as exc:
+            failure = Failure(
+                "unknown_destination",
+                message=f"the secret variable {exc.name!r} is no longer in the container",
+                attempts=max(h.attempts for h in batch),
+            )
+            await self._bury(key, label, batch, failure)
+            return
+        try:
+            url, body = channel.build_request(destination, payloads)
+            method, head = request_head(channel, destination, payloads)
+            # httpx encodes str header values as ASCII; a channel may name another encoding
+            headers = httpx.Headers(head, encoding=getattr(channel, "header_encoding", None))
+        except (TypeError, ValueError, KeyError) as exc:  # a stored event that cannot be sent
             if len(batch) > 1:
                 middle = len(batch) // 2
-                await asyncio.gather(self._deliver(destination, batch[:middle]),
-                                     self._deliver(destination, batch[middle:]))
-            else:
-                event_id = batch[0].get("event_id", "?")
-                self._drops.count(label, "invalid_event",
-                                  f"event_id={event_id}: cannot encode ({type(exc).__name__})")
-            return
-        method, head = request_head(channel, destination, batch)
-        # httpx encodes str header values as ASCII; a channel may name another encoding
-        headers = httpx.Headers(head, encoding=getattr(channel, "header_encoding", None))
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                async with self._semaphore:
-                    response = await self._client.request(
-                        method, url, content=body, headers=headers
-                    )
-                    content = await response.aread()
-                error = channel.classify(response.status_code, content, response.headers)
-            except httpx.HTTPError as exc:
-                error = DestinationUnavailable(f"{type(exc).__name__}: network error or timeout")
-            if error is None:
-                self.delivered += len(batch)
-                log.info(
-                    "delivered",
-                    extra={"destination": label, "events": len(batch), "attempt": attempt},
+                await asyncio.gather(
+                    self._attempt(key, destination, channel, batch[:middle]),
+                    self._attempt(key, destination, channel, batch[middle:]),
                 )
                 return
-            if isinstance(error, DestinationRejected):
-                await self._rejected(destination, batch, error)
-                return
-            if attempt >= self._policy.max_attempts:
-                self._drops.count(
-                    label, "retries_exhausted", f"{attempt} attempts, last: {error}", n=len(batch)
+            failure = Failure("rejected", message=f"cannot encode ({type(exc).__name__})",
+                              attempts=batch[0].attempts)  # fmt: skip
+            await self._bury(key, label, batch, failure)
+            return
+        for h in batch:
+            h.attempts += 1
+        attempts = max(h.attempts for h in batch)
+        try:
+            async with self._semaphore:
+                response = await self._client.request(method, url, content=body, headers=headers)
+                content = await response.aread()
+            error = channel.classify(response.status_code, content, response.headers)
+        except httpx.HTTPError as exc:
+            error = DestinationUnavailable(f"{type(exc).__name__}: network error or timeout")
+        if error is None:
+            await self._outbox.ack([h.entry.id for h in batch])
+            self._forget(key, batch)
+            self.delivered += len(batch)
+            self._metrics.outbound_sent.labels(label).inc(len(batch))
+            log.info("delivered", extra={"destination": label, "events": len(batch),
+                                         "attempt": attempts})  # fmt: skip
+            return
+        reason = f"http_{error.status}" if error.status else "network"
+        self._metrics.outbound_failed.labels(label, reason).inc()
+        if isinstance(error, DestinationRejected):
+            if len(batch) > 1 and error.status == 400 and error.code == 100:
+                log.info("bisecting rejected batch",
+                         extra={"destination": label, "events": len(batch), "error": str(error)})  # fmt: skip
+                middle = len(batch) // 2
+                await asyncio.gather(
+                    self._attempt(key, destination, channel, batch[:middle]),
+                    self._attempt(key, destination, channel, batch[middle:]),
                 )
                 return
-            delay = self._policy.delay(attempt, retry_after=error.retry_after)
-            log.info(
-                "retrying",
-                extra={
-                    "destination": label,
-                    "events": len(batch),
-                    "attempt": attempt,
-                    "delay_s": round(delay, 3),
-                    "error": str(error),
-                    "fbtrace_id": error.fbtrace_id,
-                },
-            )
-            await asyncio.sleep(delay)
-
-    async def _rejected(
-        self, destination: Any, batch: Sequence[Payload], error: DestinationRejected
-    ) -> None:
-        label = self._channel(destination).label(destination)
-        if len(batch) > 1 and error.status == 400 and error.code == 100:
-            log.info(
-                "bisecting rejected batch",
-                extra={"destination": label, "events": len(batch), "error": str(error)},
-            )
-            middle = len(batch) // 2
-            await asyncio.gather(
-                self._deliver(destination, batch[:middle]),
-                self._deliver(destination, batch[middle:]),
-            )
+            failure = Failure(
+                "rejected", status=error.status, code=error.code, subcode=error.subcode,
+                fbtrace_id=error.fbtrace_id, message=str(error), attempts=attempts,
+            )  # fmt: skip
+            await self._bury(key, label, batch, failure)
             return
-        ids = ",".join(str(p.get("event_id", "?")) for p in batch[:5])
-        self._drops.count(
-            label,
-            "rejected",
-            f"{error} fbtrace_id={error.fbtrace_id} event_ids={ids}",
-            n=len(batch),
+        assert isinstance(error, DestinationUnavailable)
+        max_attempts = self._policy.max_attempts
+        if max_attempts and attempts >= max_attempts:
+            failure = Failure(
+                "retries_exhausted", status=error.status, code=error.code,
+                subcode=error.subcode, fbtrace_id=error.fbtrace_id,
+                message=f"{attempts} attempts, last: {error}", attempts=attempts,
+            )  # fmt: skip
+            await self._bury(key, label, batch, failure)
+            return
+        delay = self._policy.delay(attempts, retry_after=error.retry_after)
+        now = time.monotonic()
+        if error.retry_after:
+            self._paused[key] = max(self._paused.get(key, 0.0), now + error.retry_after)
+        for h in batch:
+            h.due = now + delay
+            h.in_flight = False
+        self._metrics.outbound_retried.labels(label, reason).inc(len(batch))
+        log.info(
+            "retrying",
+            extra={
+                "destination": label,
+                "events": len(batch),
+                "attempt": attempts,
+                "delay_s": round(delay, 3),
+                "error": str(error),
+                "fbtrace_id": error.fbtrace_id,
+            },
         )
+
+    def _unsealed(self, channel: Channel, payload: bytes) -> bytes:
+        """The stored payload with the current secret values put back (a sealed one holds NUL
+        references, which JSON writes as ``\\u0000``); raises :class:`UnknownSecret`."""
+        if not getattr(channel, "seals_secrets", False) or b"\\u0000" not in payload:
+            return payload
+        return encode_payload(unseal(json.loads(payload), self._secrets))
+
+    async def _bury(self, key: str, label: str, batch: Sequence[_Held], failure: Failure) -> None:
+        await self._outbox.bury([h.entry for h in batch], failure)
+        self._forget(key, batch)
+        self._metrics.outbound_dead.labels(label, failure.reason).inc(len(batch))
+        ids = ",".join(h.entry.event_id for h in batch[:5])
+        detail = (
+            f"{failure.message} fbtrace_id={failure.fbtrace_id} event_ids={ids}"
+            if failure.reason == "rejected"
+            else f"{failure.message} event_ids={ids}"
+        )
+        self._drops.count(label, failure.reason, detail, n=len(batch))
+
+    # shutdown ----------------------------------------------------------------------------
+
+    async def stop(self, *, timeout: float) -> None:
+        """Drain for up to ``timeout`` seconds: claim and send what the outbox holds (honouring
+        backoff). Then stop; what is undelivered stays in a durable outbox (leases released) and is
+        counted as ``shutdown`` drops in a memory one."""
+        self._closing = True
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if not self._held and not self._tasks and self._outbox_empty:
+                with contextlib.suppress(OutboxError):
+                    await self._fill()
+                if not self._held:
+                    break
+            self._wake.set()
+            await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+        for task in (self._loop_task, self._renew_task):
+            if task is not None:
+                task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=1.0)
+        left = [(key, h) for key, held in self._held.items() for h in held.values()]
+        if self._outbox.durable:
+            with contextlib.suppress(OutboxError):
+                await self._outbox.release([h.entry.id for _, h in left])
+            if left:
+                log.info("left in the outbox for the next start", extra={"events": len(left)})
+            return
+        stats = await self._outbox.stats()
+        unclaimed = stats.depth - len(left)
+        by_label: dict[str, int] = {}
+        for key, _ in left:
+            destination = self._destination(key)
+            label = self._channel(destination).label(destination) if destination else key
+            by_label[label] = by_label.get(label, 0) + 1
+        if unclaimed > 0:
+            by_label["outbox"] = by_label.get("outbox", 0) + unclaimed
+        for label, count in by_label.items():
+            self._drops.count(label, "shutdown", f"drain timeout of {timeout}s reached", n=count)

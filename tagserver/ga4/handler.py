@@ -27,13 +27,15 @@ from tagserver.clients.context import (
     check_rate_limits,
     context_cookies,
     context_headers,
+    outbox_unavailable,
     run_event,
     set_cookies,
+    submit_results,
     visitor_ip,
 )
 from tagserver.clients.ga4 import GA4Hit, parse_ga4_request
 from tagserver.event import Event
-from tagserver.exceptions import HitRejected, OriginNotAllowed
+from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
 from tagserver.ga4.client_id import FPID_COOKIE, resolve_server_client_id
 from tagserver.ga4.sse import EVENT_STREAM, build_event_stream
 from tagserver.http import (
@@ -137,9 +139,15 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
     )
     container = state.container  # one container for every hit, even during a reload
     pixels: list[str] = []
+    results = []
     for event in events:
         result = run_event(state, container, event, now=now)
+        results.append(result)
         pixels.extend(pixel_urls(result.commands))
+    try:
+        await submit_results(state, results)  # durable before the answer
+    except OutboxError:
+        return outbox_unavailable(headers=cors)
 
     headers = {**NO_STORE, **cors}
     response: Response

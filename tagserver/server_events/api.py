@@ -11,8 +11,9 @@ no browser commands are returned. The answer is ``200`` with one entry per event
                 {"index": 2, "event_id": null, "status": "rejected",
                  "errors": [{"field": "event_time", "message": "too old: ..."}]}]}
 
-*accepted* means queued for delivery by at least one tag the key may feed; an event no such tag
-takes is *rejected* with the tags' reasons. Without a valid key: ``401`` and nothing is read.
+*accepted* means stored in the outbox for at least one tag the key may feed; an event no such tag
+takes is *rejected* with the tags' reasons. Without a valid key: ``401`` and nothing is read;
+when the outbox cannot store the events: ``503`` (``Retry-After``) and none is kept as seen.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tagserver.clients.collect import decode_json_body
-from tagserver.clients.context import run_event
+from tagserver.clients.context import outbox_unavailable, run_event, submit_results
 from tagserver.container.model import Container
+from tagserver.container.runtime import ContainerResult
 from tagserver.event import Event
-from tagserver.exceptions import HitRejected, Unauthorized
+from tagserver.exceptions import HitRejected, OutboxError, Unauthorized
 from tagserver.http import check_body_type, error_response, read_body
 from tagserver.server_events.keys import ApiKey
 from tagserver.server_events.parse import ServerEvent, parse_server_event
@@ -140,9 +142,18 @@ async def handle_api_events(request: Request, state: Any, store: ServerEventStor
 
     container = scoped_container(state.container, key)
     released: list[str] = []
+    results: dict[int, tuple[Event, ContainerResult]] = {}
     for index, server_event in parsed.items():
         event = event_from_server_event(server_event, now=now)
-        result = run_event(state, container, event, now=now)
+        results[index] = event, run_event(state, container, event, now=now)
+    try:
+        await submit_results(state, [r for _, r in results.values()])  # durable before answer
+    except OutboxError:  # nothing was stored: a retry of the request must not be a duplicate
+        claimed = [str(p.hit.event_id) for p in parsed.values() if p.hit.event_id is not None]
+        await run_in_threadpool(store.release, key.name, claimed, claimed_at=now)
+        return outbox_unavailable(headers=NO_STORE)
+    for index, server_event in parsed.items():
+        event, result = results[index]
         answer = answers[index]
         answer["event_id"] = event.event_id
         if result.outbound:

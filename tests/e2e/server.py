@@ -91,9 +91,11 @@ class TagServerProcess:
         output_path: Path,
         host: str = "127.0.0.1",
         start_timeout: float = START_TIMEOUT_S,
+        extra_args: tuple[str, ...] = (),
         tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.tags_dir = tags_dir
+        self.extra_args = extra_args
         self.tls = tls
         self.host = host
         self.port = 0
@@ -130,6 +132,7 @@ class TagServerProcess:
                 if self.tls
                 else []
             ),
+            *self.extra_args,
         ]
 
     def start(self) -> TagServerProcess:
@@ -203,6 +206,21 @@ class TagServerProcess:
                     process.kill()
                     process.wait(timeout=STOP_TIMEOUT_S)
             code = process.returncode
+        if self._output is not None:
+            self._output.close()
+            self._output = None
+        return code
+
+    def kill(self) -> int | None:
+        """SIGKILL (``kill -9``): no drain, no shutdown code; return the exit code."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        code: int | None = None
+        if self._process is not None:
+            process, self._process = self._process, None
+            process.kill()
+            code = process.wait(timeout=STOP_TIMEOUT_S)
         if self._output is not None:
             self._output.close()
             self._output = None

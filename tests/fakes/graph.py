@@ -6,7 +6,8 @@ tests can assert what the server under test really sent over the wire.
 
 Rules it enforces, in this order (the first that fails answers the request):
 
-1. a queued failure from :meth:`FakeGraphAPI.fail_next` (simulated outage, any body);
+1. a queued failure from :meth:`FakeGraphAPI.fail_next`, or a failure of an outage started by
+   :meth:`FakeGraphAPI.fail_for` (simulated outage, any body);
 2. the path is ``/v<major>.<minor>/<pixel id>/events`` (else 400 code 2500), POST only;
 3. the body parses: JSON object, or form-encoded with ``data`` as a JSON string (else 400 code 100);
 4. the access token (body, query or ``Authorization`` header) is present and valid
@@ -395,6 +396,8 @@ class FakeGraphAPI:
         self._lock = threading.Lock()
         self._requests: list[RecordedRequest] = []
         self._failures: deque[Failure] = deque()
+        self._outage: tuple[float, tuple[Failure, ...]] | None = None
+        self._outage_count = 0
         self._latency = 0.0
         self._rejected_ids: dict[str, int] = {}
         self._valid_tokens: frozenset[str] | None = None
@@ -483,6 +486,20 @@ class FakeGraphAPI:
         with self._lock:
             self._failures.extend([failure] * n)
 
+    def fail_for(self, seconds: float, *failures: Failure) -> None:
+        """Answer every request for the next ``seconds`` with ``failures`` in turn (an outage);
+        queued :meth:`fail_next` failures still come first."""
+        if not failures:
+            raise ValueError("fail_for needs at least one Failure")
+        with self._lock:
+            self._outage = (time.monotonic() + seconds, tuple(failures))
+            self._outage_count = 0
+
+    def end_outage(self) -> None:
+        """End an outage started by :meth:`fail_for` now."""
+        with self._lock:
+            self._outage = None
+
     def set_latency(self, seconds: float) -> None:
         """Wait ``seconds`` before answering each request."""
         with self._lock:
@@ -498,6 +515,7 @@ class FakeGraphAPI:
         with self._lock:
             self._requests.clear()
             self._failures.clear()
+            self._outage = None
             self._latency = 0.0
             self._rejected_ids.clear()
             self._valid_tokens = None
@@ -562,6 +580,13 @@ class FakeGraphAPI:
         path, _, query = target.partition("?")
         with self._lock:
             failure = self._failures.popleft() if self._failures else None
+            if failure is None and self._outage is not None:
+                until, cycle = self._outage
+                if time.monotonic() < until:
+                    failure = cycle[self._outage_count % len(cycle)]
+                    self._outage_count += 1
+                else:
+                    self._outage = None
             latency = self._latency
             rejected = dict(self._rejected_ids)
             valid_tokens = self._valid_tokens

@@ -13,6 +13,7 @@ import pytest
 
 from tagserver.delivery.channels import HttpChannel
 from tagserver.delivery.drops import DropCounter
+from tagserver.delivery.outbox import MemoryOutbox
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable
@@ -151,11 +152,11 @@ def deliver(handler: Any, payloads: list[dict[str, Any]]) -> tuple[list[httpx.Re
     async def main() -> tuple[dict[str, int], int]:
         drops = DropCounter()
         async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
-            sender = Sender(client, channels={HttpDestination: HttpChannel()}, drops=drops,
-                            policy=RetryPolicy(0.01, 0.02, 3), flush_interval=0.01)
+            sender = Sender(client, outbox=MemoryOutbox(), channels={HttpDestination: HttpChannel()},
+                            drops=drops, policy=RetryPolicy(0.01, 0.02, 3), flush_interval=0.01)
             await sender.start()
             for payload in payloads:
-                sender.submit(Outbound(HttpDestination("crm"), payload))
+                await sender.submit([Outbound(HttpDestination("crm"), payload)])
             await sender.stop(timeout=5)
             return drops.snapshot(), sender.delivered
 

@@ -16,6 +16,7 @@ import httpx
 
 from tagserver.delivery.channels import MetaChannel
 from tagserver.delivery.drops import DropCounter
+from tagserver.delivery.outbox import MemoryOutbox
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.secret import Secret
@@ -26,6 +27,7 @@ GRAPH = "https://graph.test"
 TOKEN = "EAAG-unit-test-token-0123456789"
 PIXEL_A = "1111111111"
 PIXEL_B = "2222222222"
+NOW = int(time.time())
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.02, max_attempts=4)
 
 
@@ -36,7 +38,7 @@ def destination(pixel: str = PIXEL_A, *, token: str = TOKEN) -> MetaDestination:
 def event(event_id: str) -> dict[str, Any]:
     return {
         "event_name": "Purchase",
-        "event_time": 1_760_000_000,
+        "event_time": NOW - 60,  # recent: older than 7 days is a dead letter (too_old)
         "event_id": event_id,
         "action_source": "website",
         "user_data": {"client_user_agent": "UA"},
@@ -96,6 +98,7 @@ def run_sender(
         async with httpx.AsyncClient(transport=httpx.MockTransport(record)) as client:
             sender = Sender(
                 client,
+                outbox=MemoryOutbox(),
                 channels={MetaDestination: MetaChannel(GRAPH)},
                 drops=drops,
                 policy=policy,
@@ -103,7 +106,7 @@ def run_sender(
             )
             await sender.start()
             for item in outbound:
-                sender.submit(item)
+                await sender.submit([item])
             if wait_before_stop:
                 await asyncio.sleep(wait_before_stop)
             started = time.monotonic()
@@ -381,11 +384,12 @@ def test_ga4_hits_of_one_body_go_out_one_after_the_other_in_order() -> None:
 
     async def main() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            sender = Sender(client, channels={GA4Destination: GA4Channel("https://ga.test")},
+            sender = Sender(client, outbox=MemoryOutbox(),
+                            channels={GA4Destination: GA4Channel("https://ga.test")},
                             drops=drops, policy=FAST, flush_interval=0.01)
             await sender.start()
             for item in outbound:
-                sender.submit(item)
+                await sender.submit([item])
             await sender.stop(timeout=5)
 
     asyncio.run(main())

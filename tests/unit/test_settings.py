@@ -272,3 +272,50 @@ def test_a_public_suffix_is_not_a_site_domain(domain: str) -> None:
 @pytest.mark.parametrize("proxies", ["0.0.0.0/0", "::/0", "127.0.0.1,0.0.0.0/0"])
 def test_trusting_every_address_is_refused(proxies: str) -> None:
     assert "trusts every address" in str(config_error({"TAGSERVER_TRUSTED_PROXIES": proxies}))
+
+
+# ---------------------------------------------------------------------------------------------
+# outbox and metrics
+
+
+def test_outbox_and_metrics_defaults() -> None:
+    settings = load_settings({})
+    assert settings.outbox == "tagserver-outbox.sqlite3"
+    assert settings.outbox_lease_s == 30.0
+    assert settings.retry_max_attempts is None, "retry until the event is too old"
+    assert (settings.metrics_token, settings.metrics_port) == (None, None)
+    assert settings.metrics_host == "127.0.0.1"
+
+
+def test_outbox_and_metrics_from_the_environment() -> None:
+    settings = load_settings({
+        "TAGSERVER_OUTBOX": "redis://:pw@10.0.0.5:6379/2",
+        "TAGSERVER_OUTBOX_LEASE": "5",
+        "TAGSERVER_METRICS_TOKEN": "metrics-token-0123456789",
+        "TAGSERVER_METRICS_PORT": "9100",
+        "TAGSERVER_METRICS_HOST": "0.0.0.0",
+        "TAGSERVER_RETRY_MAX_ATTEMPTS": "12",
+    })
+    assert settings.outbox == "redis://:pw@10.0.0.5:6379/2"
+    assert settings.outbox_lease_s == 5.0
+    assert settings.metrics_token == Secret("metrics-token-0123456789")
+    assert "metrics-token" not in repr(settings)
+    assert (settings.metrics_port, settings.metrics_host) == (9100, "0.0.0.0")
+    assert settings.retry_max_attempts == 12
+    assert load_settings({"TAGSERVER_OUTBOX": "memory"}).outbox == "memory"
+
+
+def test_bad_outbox_and_metrics_settings_are_reported() -> None:
+    exc = config_error({
+        "TAGSERVER_OUTBOX": "postgres://db/outbox",
+        "TAGSERVER_OUTBOX_LEASE": "0",
+        "TAGSERVER_METRICS_TOKEN": "tiny-tok",
+        "TAGSERVER_METRICS_PORT": "70000",
+        "TAGSERVER_METRICS_HOST": "everywhere",
+    })
+    assert sorted(i.path for i in exc.issues) == [
+        "TAGSERVER_METRICS_HOST", "TAGSERVER_METRICS_PORT", "TAGSERVER_METRICS_TOKEN",
+        "TAGSERVER_OUTBOX", "TAGSERVER_OUTBOX_LEASE",
+    ]
+    assert "tiny-tok" not in str(exc)
+    assert "redis://host:port/db" in str(exc)

@@ -1,0 +1,450 @@
+"""The embedded outbox: one SQLite file in WAL mode, with group commit.
+
+Operations are queued; one task takes every operation queued at that moment and runs them in one
+transaction (each in its own savepoint, so one failing operation fails alone), then commits once:
+concurrent hits share one INSERT, one commit and one ``fsync`` (``synchronous=FULL``: a committed
+entry survives a crash of the process or of the machine), and each hit's answer waits for the
+commit that holds its entries.
+
+The statements run on the event loop's thread: they take microseconds, and a thread of their own
+was measured slower (each SQLite call releases the GIL, and taking it back from a busy event loop
+costs up to the interpreter's 5 ms switch interval, several times per transaction). Only the
+``COMMIT`` that syncs the disk runs on a thread, so the loop keeps answering hits meanwhile (their
+entries make the next group); so do the WAL checkpoints. Claims, acks and leases commit without
+``fsync`` (``synchronous=NORMAL`` for those transactions): after a power cut they can only cause
+one more delivery attempt. Another process's write lock is awaited (``busy_timeout`` 0, retried with
+backoff up to 10 s), never blocking the loop.
+
+Several processes may share the file (``tagserver serve --workers N``, the operator CLI): WAL lets
+readers run beside the one writer, and leases (an owner id and an expiry time per row) keep two
+consumers from claiming the same entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tagserver.delivery.outbox import (
+    DeadLetter,
+    DestinationStats,
+    Failure,
+    GroupWriter,
+    NewEntry,
+    OutboxEntry,
+    OutboxStats,
+)
+from tagserver.exceptions import OutboxError
+
+log = logging.getLogger("tagserver.delivery")
+
+_T = TypeVar("_T")
+_Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", bool]
+
+#: How long a writer waits for another process's write lock, milliseconds.
+BUSY_TIMEOUT_MS = 10_000
+#: Rows per multi-row INSERT (5 parameters each, far below SQLite's 32,766).
+ROWS_PER_STATEMENT = 1000
+#: Ids per ``IN (...)`` list.
+IDS_PER_STATEMENT = 1000
+#: Every this many commits a WAL checkpoint runs, off the event loop (SQLite's automatic one
+#: would run inside whichever commit crosses 1,000 pages, often on the loop).
+CHECKPOINT_EVERY = 200
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_time INTEGER,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    owner TEXT,
+    lease_until REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_by_lease ON outbox (lease_until);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    destination TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_time INTEGER,
+    payload BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    dead_at REAL NOT NULL,
+    reason TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    code INTEGER,
+    subcode INTEGER,
+    fbtrace_id TEXT,
+    message TEXT NOT NULL,
+    attempts INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_by_reason ON dead_letters (reason);
+"""
+
+
+def consumer_name() -> str:
+    """``<host>:<pid>:<random>``: unique per process start, readable in stats and logs."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class SqliteOutbox:
+    """The outbox in the SQLite file ``path`` (created with its tables when missing).
+
+    Times in the file are unix seconds; a lease lasts ``lease_s`` seconds of wall-clock time, so
+    processes sharing the file must share a clock (they share a machine).
+    """
+
+    durable = True
+
+    def __init__(self, path: str | Path, *, lease_s: float = 30.0, owner: str | None = None) -> None:
+        self.path = Path(path)
+        self.lease_s = lease_s
+        self.owner = owner or consumer_name()
+        self._conn: sqlite3.Connection | None = None
+        self._ops: list[_Op] = []
+        self._sync = "FULL"
+        self._commits = 0
+        self._flusher: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tagserver-outbox-commit")
+        self._writer = GroupWriter(self._insert)
+
+    # the transaction queue ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        try:
+            self._conn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise _outbox_error(self.path, "open", exc) from exc
+
+    async def close(self) -> None:
+        if self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher], timeout=BUSY_TIMEOUT_MS / 1000)
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+        self._committer.shutdown(wait=False)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000,
+            check_same_thread=False,  # COMMIT runs on the committer thread, never concurrently
+        )  # fmt: skip
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            conn.close()
+            raise OutboxError(f"outbox {self.path}: WAL mode not available (got {mode!r})")
+        conn.execute("PRAGMA synchronous = FULL")
+        self._sync = "FULL"
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the committer thread
+        conn.executescript(SCHEMA)  # at start only: may wait for another process's lock
+        conn.execute("PRAGMA busy_timeout = 0")  # from now on lock waits are awaited
+        return conn
+
+    @staticmethod
+    def _begin(conn: sqlite3.Connection) -> bool:
+        """``BEGIN IMMEDIATE`` (the write lock); False when another process holds it."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return True
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                return False
+            raise
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], _T], *, durable: bool = False) -> _T:
+        """Queue ``fn`` for the next transaction and await its result. ``durable`` operations
+        (storing entries, replaying) commit with an ``fsync``; the others (claims, acks,
+        leases) need none: a lost ack after a power cut means one more delivery attempt."""
+        if self._conn is None:
+            raise OutboxError(f"outbox {self.path} is not open")
+        fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._ops.append((fn, fut, durable))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        """Run every queued operation in one transaction, again while more are queued."""
+        while self._ops:
+            await asyncio.sleep(0)  # let the operations of this turn of the loop join
+            batch, self._ops = self._ops, []
+            conn = self._conn
+            if conn is None:
+                closed = OutboxError(f"outbox {self.path} is closed")
+                for _, fut, _ in batch:
+                    if not fut.done():
+                        fut.set_exception(closed)
+                continue
+            waited, delay = 0.0, 0.001
+            error: OutboxError | None = None
+            try:
+                sync = "FULL" if any(durable for _, _, durable in batch) else "NORMAL"
+                if sync != self._sync:
+                    conn.execute(f"PRAGMA synchronous = {sync}")
+                    self._sync = sync
+                while not self._begin(conn):  # another process writes: wait, not blocking
+                    if waited > BUSY_TIMEOUT_MS / 1000:
+                        error = OutboxError(f"outbox {self.path}: locked for {waited:.1f} s")
+                        break
+                    await asyncio.sleep(delay)
+                    waited += delay
+                    delay = min(delay * 2, 0.05)
+            except sqlite3.Error as exc:
+                error = _outbox_error(self.path, "begin", exc)
+            if error is None:
+                await self._run_batch(conn, batch, fsync=sync == "FULL")
+                continue
+            for _, fut, _ in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+
+    async def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op], *, fsync: bool) -> None:
+        """Inside ``BEGIN IMMEDIATE``: each operation in a savepoint (it fails alone), one commit.
+        A commit with ``fsync`` runs on the committer thread, so the loop goes on serving hits
+        (whose entries form the next group) while the disk syncs."""
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        single = len(batch) == 1
+        try:
+            for fn, fut, _ in batch:
+                if not single:
+                    conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn)
+                except Exception as exc:  # this operation fails alone
+                    if single:
+                        raise
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, None, exc))
+                else:
+                    if not single:
+                        conn.execute("RELEASE op")
+                    results.append((fut, value, None))
+            self._commits += 1
+            checkpoint = self._commits % CHECKPOINT_EVERY == 0
+            if fsync or checkpoint:
+                loop = asyncio.get_running_loop()
+                await loop.run_in_executor(self._committer, _commit, conn, checkpoint)
+            else:
+                conn.execute("COMMIT")
+        except (sqlite3.Error, ValueError, TypeError) as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = _outbox_error(self.path, "commit", exc)
+            for _, fut, _ in batch:
+                if not fut.done():
+                    fut.set_exception(error)
+            return
+        for fut, value, failure in results:
+            if fut.done():
+                continue  # the caller gave up (a cancelled hit)
+            if failure is None:
+                fut.set_result(value)
+            else:
+                fut.set_exception(_outbox_error(self.path, "write", failure))
+
+    # the contract ------------------------------------------------------------------------
+
+    async def put(self, entries: Sequence[NewEntry]) -> None:
+        if entries:
+            await self._writer.put(entries)
+
+    async def _insert(self, entries: list[NewEntry]) -> None:
+        now = time.time()
+        rows = [(e.destination, e.event_id, e.event_time, e.payload, now) for e in entries]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            for start in range(0, len(rows), ROWS_PER_STATEMENT):
+                chunk = rows[start : start + ROWS_PER_STATEMENT]
+                conn.execute(
+                    "INSERT INTO outbox (destination, event_id, event_time, payload, created_at) "
+                    "VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
+                    [value for row in chunk for value in row],
+                )
+
+        await self._call(insert, durable=True)
+
+    async def claim(self, limit: int) -> list[OutboxEntry]:
+        owner = self.owner
+
+        def claim(conn: sqlite3.Connection) -> list[OutboxEntry]:
+            now = time.time()
+            found = conn.execute(
+                "SELECT id, destination, payload, event_id, event_time, created_at FROM outbox "
+                "WHERE lease_until <= ? LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            _each_chunk(
+                conn, "UPDATE outbox SET owner = ?, lease_until = ? WHERE id IN ({})",
+                [row[0] for row in found], owner, now + self.lease_s,
+            )  # fmt: skip
+            return [
+                OutboxEntry(str(i), dest, bytes(payload), eid, etime, created)
+                for i, dest, payload, eid, etime, created in found
+            ]
+
+        return await self._call(claim)
+
+    async def renew(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        owner = self.owner
+
+        def renew(conn: sqlite3.Connection) -> None:
+            until = time.time() + self.lease_s
+            _each_chunk(
+                conn, "UPDATE outbox SET lease_until = ? WHERE owner = ? AND id IN ({})",
+                [int(i) for i in ids], until, owner,
+            )  # fmt: skip
+
+        await self._call(renew)
+
+    async def ack(self, ids: Sequence[str]) -> None:
+        if ids:
+            numbers = [int(i) for i in ids]
+            await self._call(
+                lambda conn: _each_chunk(conn, "DELETE FROM outbox WHERE id IN ({})", numbers)
+            )
+
+    async def release(self, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        owner = self.owner
+        numbers = [int(i) for i in ids]
+        await self._call(
+            lambda conn: _each_chunk(
+                conn, "UPDATE outbox SET owner = NULL, lease_until = 0 "
+                "WHERE owner = ? AND id IN ({})", numbers, owner,
+            )
+        )
+
+    async def bury(self, entries: Sequence[OutboxEntry], failure: Failure) -> None:
+        if not entries:
+            return
+        f = failure
+
+        def bury(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            for entry in entries:
+                cursor = conn.execute("DELETE FROM outbox WHERE id = ?", (int(entry.id),))
+                if cursor.rowcount == 0:
+                    continue  # acknowledged or buried by another consumer meanwhile
+                conn.execute(
+                    "INSERT INTO dead_letters (destination, event_id, event_time, payload, "
+                    "created_at, dead_at, reason, status, code, subcode, fbtrace_id, message, "
+                    "attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.destination, entry.event_id, entry.event_time, entry.payload,
+                        entry.created_at, now, f.reason, f.status, f.code, f.subcode,
+                        f.fbtrace_id, f.message, f.attempts,
+                    ),
+                )
+
+        await self._call(bury)
+
+    async def stats(self, *, detail: bool = False) -> OutboxStats:
+        def stats(conn: sqlite3.Connection) -> OutboxStats:
+            now = time.time()
+            depth, oldest, leased = conn.execute(
+                "SELECT COUNT(*), MIN(created_at), COALESCE(SUM(lease_until > ?), 0) FROM outbox",
+                (now,),
+            ).fetchone()
+            by_reason = dict(
+                conn.execute("SELECT reason, COUNT(*) FROM dead_letters GROUP BY reason")
+            )
+            per: dict[str, DestinationStats] = {}
+            if detail:
+                for dest, count, first in conn.execute(
+                    "SELECT destination, COUNT(*), MIN(created_at) FROM outbox GROUP BY destination"
+                ):
+                    per[dest] = DestinationStats(count, now - first)
+            return OutboxStats(
+                depth=depth,
+                oldest_age_s=None if oldest is None else now - oldest,
+                leased=leased,
+                dead=sum(by_reason.values()),
+                dead_by_reason=by_reason,
+                by_destination=per,
+            )
+
+        return await self._call(stats)
+
+    async def dead_letters(
+        self, *, reason: str | None = None, limit: int = 100
+    ) -> list[DeadLetter]:
+        def select(conn: sqlite3.Connection) -> list[DeadLetter]:
+            where, params = ("WHERE reason = ?", [reason]) if reason else ("", [])
+            rows = conn.execute(
+                "SELECT id, destination, payload, event_id, event_time, created_at, dead_at, "
+                "reason, status, code, subcode, fbtrace_id, message, attempts FROM dead_letters "
+                f"{where} ORDER BY id LIMIT ?",
+                [*params, limit],
+            ).fetchall()
+            return [
+                DeadLetter(
+                    str(r[0]),
+                    OutboxEntry(str(r[0]), r[1], bytes(r[2]), r[3], r[4], r[5]),
+                    Failure(r[7], r[8], r[9], r[10], r[11], r[12], r[13]),
+                    r[6],
+                )
+                for r in rows
+            ]
+
+        return await self._call(select)
+
+    async def replay(self, *, reason: str | None = None, ids: Sequence[str] = ()) -> int:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if reason is not None:
+            clauses.append("reason = ?")
+            params.append(reason)
+        if ids:
+            clauses.append(f"id IN ({','.join('?' * len(ids))})")
+            params.extend(int(i) for i in ids)
+        where = ("WHERE " + " AND ".join(clauses)) if clauses else ""
+
+        def replay(conn: sqlite3.Connection) -> int:
+            moved = conn.execute(
+                "INSERT INTO outbox (destination, event_id, event_time, payload, created_at) "
+                "SELECT destination, event_id, event_time, payload, created_at FROM dead_letters "
+                f"{where} ORDER BY id",
+                params,
+            ).rowcount
+            conn.execute(f"DELETE FROM dead_letters {where}", params)
+            return moved
+
+        return await self._call(replay, durable=True)
+
+
+def _commit(conn: sqlite3.Connection, checkpoint: bool) -> None:
+    """On the committer thread: COMMIT (with its fsync), and now and then copy the WAL back into
+    the database file (a PASSIVE checkpoint never waits for readers)."""
+    conn.execute("COMMIT")
+    if checkpoint:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _each_chunk(conn: sqlite3.Connection, sql: str, ids: list[int], *params: Any) -> None:
+    """Run ``sql`` (``{}`` marks where the id placeholders go) for ``ids`` in chunks, with
+    ``params`` before the ids: one statement per chunk instead of one per row."""
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        chunk = ids[start : start + IDS_PER_STATEMENT]
+        conn.execute(sql.format(",".join("?" * len(chunk))), [*params, *chunk])
+
+
+def _outbox_error(path: Path, what: str, exc: BaseException) -> OutboxError:
+    if isinstance(exc, OutboxError):
+        return exc
+    return OutboxError(f"outbox {path}: {what} failed: {type(exc).__name__}: {exc}")

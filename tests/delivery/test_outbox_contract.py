@@ -1,0 +1,373 @@
+"""The outbox contract, one suite run against every backend: memory, SQLite (a real file) and Redis
+(a real redis-server on loopback).
+
+``consumers(n, lease_s=...)`` opens ``n`` consumers of one store: separate connections with their
+own consumer names for SQLite and Redis (as separate processes would be), the one shared object for
+the memory backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from tagserver.delivery.outbox import (
+    Failure,
+    MemoryOutbox,
+    NewEntry,
+    Outbox,
+    open_outbox,
+)
+from tagserver.delivery.outbox_redis import RedisOutbox
+from tagserver.delivery.outbox_sqlite import SqliteOutbox
+from tagserver.exceptions import OutboxError
+
+T = TypeVar("T")
+Consumers = Callable[..., Awaitable[list[Outbox]]]
+BACKENDS = ["memory", "sqlite", "redis"]
+
+
+def run(coro: Awaitable[T]) -> T:
+    async def main() -> T:
+        return await coro
+
+    return asyncio.run(main())
+
+
+def make_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
+    name: str = request.param
+    url = request.getfixturevalue("redis_url") if name == "redis" else ""
+    shared = MemoryOutbox()
+
+    async def consumers(n: int = 1, *, lease_s: float = 30.0) -> list[Outbox]:
+        made: list[Outbox] = []
+        for _ in range(n):
+            outbox: Outbox
+            if name == "memory":
+                shared.lease_s = lease_s
+                outbox = shared
+            elif name == "sqlite":
+                outbox = SqliteOutbox(tmp_path / "outbox.sqlite3", lease_s=lease_s)
+            else:
+                outbox = RedisOutbox(url, lease_s=lease_s)
+            await outbox.open()
+            made.append(outbox)
+        return made
+
+    return name, consumers
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
+    """``(name, consumers)``; every opened consumer is closed by the test's own event loop."""
+    return make_backend(request, tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def shared_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Consumers]:
+    """The backends several processes share."""
+    return make_backend(request, tmp_path)
+
+
+def entries(*ids: str, destination: str = "meta:111:v25.0") -> list[NewEntry]:
+    return [
+        NewEntry(destination, f'{{"event_id":"{i}","v":"é"}}'.encode(), i, int(time.time()))
+        for i in ids
+    ]
+
+
+async def close_all(*outboxes: Outbox) -> None:
+    for outbox in outboxes:
+        await outbox.close()
+
+
+def test_put_then_claim_returns_the_stored_bytes(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        (outbox,) = await consumers()
+        before = time.time()
+        payload = '{"event_id":"a","name":"Renée ✓","n":[1,2]}'.encode()
+        await outbox.put([NewEntry("meta:1:v25.0", payload, "a", 1_800_000_000)])
+        (entry,) = await outbox.claim(10)
+        assert entry.payload == payload
+        assert (entry.destination, entry.event_id, entry.event_time) == ("meta:1:v25.0", "a",
+                                                                          1_800_000_000)
+        assert before - 1 <= entry.created_at <= time.time() + 1
+        await close_all(outbox)
+
+    run(main())
+
+
+def test_claim_is_fifo_limited_and_leases(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        a, b = await consumers(2)
+        await a.put(entries(*[f"e{i}" for i in range(5)]))
+        first = await a.claim(3)
+        assert [e.event_id for e in first] == ["e0", "e1", "e2"]
+        rest = await b.claim(10)
+        assert [e.event_id for e in rest] == ["e3", "e4"], "leased entries go to nobody else"
+        assert await a.claim(10) == []
+        assert await b.claim(10) == []
+        await close_all(a, b)
+
+    run(main())
+
+
+def test_an_expired_lease_is_claimed_by_another_consumer(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=0.3)
+        await a.put(entries("x", "y"))
+        assert len(await a.claim(10)) == 2  # then "a" dies: it never renews
+        assert await b.claim(10) == []
+        await asyncio.sleep(0.45)
+        taken = await b.claim(10)
+        assert sorted(e.event_id for e in taken) == ["x", "y"]
+        assert taken[0].payload == entries("x")[0].payload
+        await close_all(a, b)
+
+    run(main())
+
+
+def test_renew_keeps_the_lease(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=0.3)
+        await a.put(entries("x"))
+        claimed = await a.claim(10)
+        for _ in range(4):
+            await asyncio.sleep(0.12)
+            await a.renew([e.id for e in claimed])
+        assert await b.claim(10) == [], "renewed for 0.48 s > lease"
+        await close_all(a, b)
+
+    run(main())
+
+
+def test_ack_removes_for_good(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=0.2)
+        await a.put(entries("x", "y", "z"))
+        claimed = await a.claim(10)
+        await a.ack([e.id for e in claimed if e.event_id != "y"])
+        stats = await a.stats()
+        assert stats.depth == 1
+        await asyncio.sleep(0.3)
+        assert [e.event_id for e in await b.claim(10)] == ["y"]
+        await close_all(a, b)
+
+    run(main())
+
+
+def test_release_makes_entries_claimable_at_once(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=30.0)
+        await a.put(entries("x", "y"))
+        claimed = await a.claim(10)
+        await a.release([e.id for e in claimed])
+        assert sorted(e.event_id for e in await b.claim(10)) == ["x", "y"]
+        await close_all(a, b)
+
+    run(main())
+
+
+def test_bury_keeps_the_failure_and_replay_restores_the_same_bytes(
+    backend: tuple[str, Consumers],
+) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        (outbox,) = await consumers()
+        await outbox.put(entries("good", "bad", "old"))
+        by_id = {e.event_id: e for e in await outbox.claim(10)}
+        rejected = Failure("rejected", status=400, code=100, subcode=2804001,
+                           fbtrace_id="Atrace1", message="HTTP 400 code 100", attempts=2)
+        await outbox.bury([by_id["bad"]], rejected)
+        await outbox.bury([by_id["old"]], Failure("too_old", message="over 7 days"))
+        await outbox.ack([by_id["good"].id])
+
+        stats = await outbox.stats(detail=True)
+        assert (stats.depth, stats.dead) == (0, 2)
+        assert stats.dead_by_reason == {"rejected": 1, "too_old": 1}
+        (dead,) = await outbox.dead_letters(reason="rejected")
+        assert dead.failure == rejected
+        assert dead.entry.payload == by_id["bad"].payload
+        assert dead.entry.event_id == "bad"
+        assert dead.dead_at >= by_id["bad"].created_at
+        assert [d.entry.event_id for d in await outbox.dead_letters()] == ["bad", "old"]
+        assert len(await outbox.dead_letters(limit=1)) == 1
+
+        assert await outbox.replay(reason="rejected") == 1
+        assert [d.failure.reason for d in await outbox.dead_letters()] == ["too_old"]
+        (again,) = await outbox.claim(10)
+        assert again.payload == by_id["bad"].payload
+        assert again.event_id == "bad"
+        assert again.created_at == pytest.approx(by_id["bad"].created_at, abs=0.01)
+        await close_all(outbox)
+
+    run(main())
+
+
+def test_replay_by_id_and_all(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        (outbox,) = await consumers()
+        await outbox.put(entries("a", "b", "c"))
+        claimed = await outbox.claim(10)
+        await outbox.bury(claimed, Failure("retries_exhausted", status=503, attempts=8))
+        dead = await outbox.dead_letters()
+        assert await outbox.replay(ids=[dead[1].id]) == 1
+        assert [e.event_id for e in await outbox.claim(10)] == ["b"]
+        assert await outbox.replay() == 2
+        assert await outbox.replay() == 0
+        assert sorted(e.event_id for e in await outbox.claim(10)) == ["a", "c"]
+        await close_all(outbox)
+
+    run(main())
+
+
+def test_stats_count_depth_age_leases_and_destinations(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        (outbox,) = await consumers()
+        empty = await outbox.stats(detail=True)
+        assert (empty.depth, empty.oldest_age_s, empty.leased, empty.dead) == (0, None, 0, 0)
+        await outbox.put(entries("a1", "a2", destination="meta:1:v25.0"))
+        await asyncio.sleep(0.2)
+        await outbox.put(entries("b1", destination="meta:2:v25.0"))
+        await outbox.claim(1)
+        stats = await outbox.stats(detail=True)
+        assert stats.depth == 3
+        assert stats.leased == 1
+        assert stats.oldest_age_s is not None and 0.15 <= stats.oldest_age_s < 5
+        assert set(stats.by_destination) == {"meta:1:v25.0", "meta:2:v25.0"}
+        assert stats.by_destination["meta:1:v25.0"].depth == 2
+        assert stats.by_destination["meta:1:v25.0"].oldest_age_s >= 0.15
+        assert stats.by_destination["meta:2:v25.0"].depth == 1
+        assert (await outbox.stats()).by_destination == {}, "detail only when asked"
+        await close_all(outbox)
+
+    run(main())
+
+
+def test_concurrent_puts_are_all_stored(backend: tuple[str, Consumers]) -> None:
+    _, consumers = backend
+
+    async def main() -> None:
+        (outbox,) = await consumers()
+        await asyncio.gather(*(outbox.put(entries(f"c{i}", f"d{i}")) for i in range(200)))
+        assert (await outbox.stats()).depth == 400
+        claimed = await outbox.claim(1000)
+        assert sorted(e.event_id for e in claimed) == sorted(
+            [f"c{i}" for i in range(200)] + [f"d{i}" for i in range(200)]
+        )
+        await close_all(outbox)
+
+    run(main())
+
+
+def test_entries_survive_a_reopen(backend: tuple[str, Consumers]) -> None:
+    name, consumers = backend
+
+    async def main() -> None:
+        (first,) = await consumers()
+        await first.put(entries("kept"))
+        claimed = await first.claim(10)
+        await first.bury(claimed, Failure("rejected", status=400, code=190))
+        await first.put(entries("waiting"))
+        await first.close()
+        (second,) = await consumers()
+        stats = await second.stats()
+        if name == "memory":
+            assert not second.durable
+            return
+        assert second.durable
+        assert (stats.depth, stats.dead) == (1, 1)
+        assert [e.event_id for e in await second.claim(10)] == ["waiting"]
+        await close_all(second)
+
+    run(main())
+
+
+def test_open_outbox_picks_the_backend(tmp_path: Path) -> None:
+    assert isinstance(open_outbox("memory"), MemoryOutbox)
+    assert isinstance(open_outbox(str(tmp_path / "o.sqlite3")), SqliteOutbox)
+    redis_outbox = open_outbox("redis://:secret@127.0.0.1:1/0", lease_s=5)
+    assert isinstance(redis_outbox, RedisOutbox)
+    assert redis_outbox.lease_s == 5
+
+
+def test_unreachable_redis_is_an_outbox_error_without_the_password() -> None:
+    from tests.e2e.server import free_port
+
+    outbox = RedisOutbox(f"redis://:hunter2secret@127.0.0.1:{free_port()}/0")
+    with pytest.raises(OutboxError) as caught:
+        run(outbox.open())
+    assert "hunter2secret" not in str(caught.value)
+    assert "open failed" in str(caught.value)
+
+
+def test_unwritable_sqlite_path_is_an_outbox_error(tmp_path: Path) -> None:
+    outbox = SqliteOutbox(tmp_path / "missing-folder" / "outbox.sqlite3")
+    with pytest.raises(OutboxError, match="missing-folder"):
+        run(outbox.open())
+
+
+def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
+    """300 concurrent puts share a handful of transactions (the writer thread's batches)."""
+    outbox = SqliteOutbox(tmp_path / "outbox.sqlite3")
+    batches: list[int] = []
+    original = outbox._run_batch
+
+    async def counting(conn: Any, batch: list[Any], *, fsync: bool) -> None:
+        batches.append(len(batch))
+        await original(conn, batch, fsync=fsync)
+
+    outbox._run_batch = counting  # type: ignore[method-assign]
+
+    async def main() -> None:
+        await outbox.open()
+        await asyncio.gather(*(outbox.put(entries(f"g{i}")) for i in range(300)))
+        assert (await outbox.stats()).depth == 300
+        await outbox.close()
+
+    run(main())
+    assert len(batches) < 30, f"puts were not grouped: {len(batches)} transactions"
+
+
+def test_a_late_consumer_cannot_take_back_what_another_took_over(
+    shared_backend: tuple[str, Consumers],
+) -> None:
+    """A consumer that paused past its lease neither renews nor releases entries another
+    consumer claimed meanwhile."""
+    _, consumers = shared_backend
+
+    async def main() -> None:
+        a, b = await consumers(2, lease_s=0.3)
+        await a.put(entries("x"))
+        ids = [e.id for e in await a.claim(10)]
+        await asyncio.sleep(0.45)
+        assert [e.event_id for e in await b.claim(10)] == ["x"]
+        await a.renew(ids)
+        await a.release(ids)
+        assert await b.claim(10) == [], "still leased to b"
+        assert await a.claim(10) == []
+        await close_all(a, b)
+
+    run(main())
