@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from tagserver.bots import is_bot
-from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.collect import event_from_hit, parse_collect_body
 from tagserver.clients.context import (
     check_rate_limits,
     context_cookies,
@@ -45,7 +45,6 @@ from tagserver.delivery.outbox import Outbox, describe_outbox, open_outbox
 from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
-from tagserver.event import Event
 from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
@@ -439,21 +438,14 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         now_ms=int(now * 1000),
         max_age=settings.cookie_max_age_s,
     )
-    event = Event(
-        event_name=hit.event_name,
+    event = event_from_hit(
+        hit,
         event_id=hit.event_id if hit.event_id is not None else str(uuid.uuid4()),
-        event_time=hit.event_time,
         received_at=now,
-        event_source_url=page_url,
-        referrer_url=hit.referrer_url,
-        custom_data=hit.custom_data,
-        user_data=hit.user_data,
-        consent=hit.consent,
+        page_url=page_url,
+        identity=identity,
         client_ip=visitor_ip(request, state),
         user_agent=request.headers.get("user-agent") or None,
-        fbp=identity.fbp,
-        fbc=identity.fbc,
-        visitor_id=identity.visitor_id,
         cookies=context_cookies(request),
         headers=context_headers(request),
     )

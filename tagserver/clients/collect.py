@@ -10,11 +10,14 @@ import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from tagserver.consent import GRANTED, Consent, parse_consent
+from tagserver.event import Event
 from tagserver.exceptions import HitRejected
+from tagserver.identity import Identity
 
 MAX_NAME_LENGTH = 100
 MAX_ID_LENGTH = 200
@@ -237,3 +240,38 @@ def _is_user_value(value: object) -> bool:
 
 def _is_scalar(value: object) -> bool:
     return isinstance(value, str | int | float) and not isinstance(value, bool)
+
+
+def event_from_hit(
+    hit: CollectHit,
+    *,
+    event_id: str,
+    received_at: float,
+    page_url: str | None,
+    identity: Identity,
+    client_ip: str | None,
+    user_agent: str | None,
+    cookies: Mapping[str, str],
+    headers: Mapping[str, str],
+) -> Event:
+    """The :class:`Event` of one parsed ``/e`` hit and its request context (the server and
+    ``tagserver check`` build it alike). ``event_id`` is the hit's own or a minted one;
+    ``page_url`` the hit's ``event_source_url`` or the Referer; ``received_at`` unix seconds."""
+    return Event(
+        event_name=hit.event_name,
+        event_id=event_id,
+        event_time=hit.event_time,
+        received_at=received_at,
+        event_source_url=page_url,
+        referrer_url=hit.referrer_url,
+        custom_data=hit.custom_data,
+        user_data=hit.user_data,
+        consent=hit.consent,
+        client_ip=client_ip,
+        user_agent=user_agent,
+        fbp=identity.fbp,
+        fbc=identity.fbc,
+        visitor_id=identity.visitor_id,
+        cookies=cookies,
+        headers=headers,
+    )

@@ -29,7 +29,7 @@ from typing import Any, Literal, TextIO
 from itsdangerous import Signer
 
 from tagserver.client_ip import is_public, parse_ip
-from tagserver.clients.collect import parse_collect_body
+from tagserver.clients.collect import event_from_hit, parse_collect_body
 from tagserver.clients.ga4 import parse_ga4_request
 from tagserver.consent import parse_consent
 from tagserver.container.event_data import add_aliases
@@ -39,7 +39,6 @@ from tagserver.container.runtime import ContainerResult, run_scope
 from tagserver.container.scope import Scope
 from tagserver.container.variables import SecretVariable
 from tagserver.delivery.channels import GA4Channel, HttpChannel, MetaChannel, request_head
-from tagserver.event import Event
 from tagserver.exceptions import ConfigError, HitRejected
 from tagserver.ga4.handler import build_ga4_events
 from tagserver.identity import VISITOR_ID_SALT, resolve_identity
@@ -152,20 +151,14 @@ def sample_scope(sample: Sample, *, now: float, settings: Settings | None = None
         max_age=3600,
     )
     ip = parse_ip(sample.ip) if sample.ip else None
-    event = Event(
-        event_name=hit.event_name,
+    event = event_from_hit(
+        hit,
         event_id=hit.event_id if hit.event_id is not None else f"sample-{sample.line}",
-        event_time=hit.event_time,
         received_at=now,
-        event_source_url=page,
-        referrer_url=hit.referrer_url,
-        custom_data=hit.custom_data,
-        user_data=hit.user_data,
-        consent=hit.consent,
+        page_url=page,
+        identity=identity,
         client_ip=str(ip) if ip is not None and is_public(ip) else None,
         user_agent=sample.headers.get("user-agent") or None,
-        fbp=identity.fbp,
-        fbc=identity.fbc,
         cookies=sample.cookies,
         headers={k: v for k, v in sample.headers.items() if k != "cookie"},
     )
