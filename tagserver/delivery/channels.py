@@ -197,6 +197,10 @@ class GA4Channel:
 
     max_batch = 1
     max_age_s = float(GA4_MAX_AGE_S)
+    #: The visitor's User-Agent is forwarded as it came: Starlette decodes request headers as
+    #: Latin-1, so encoding them back as Latin-1 sends the very bytes the browser sent (httpx's
+    #: default ASCII would refuse a non-ASCII User-Agent and the hit would never leave).
+    header_encoding = "latin-1"
 
     def chain_key(self, payload: Mapping[str, Any]) -> str | None:
         """Hits with the same forwarded query (shared parameters of one request, ``_s`` and

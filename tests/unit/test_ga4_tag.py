@@ -210,3 +210,19 @@ def test_pixel_urls_carry_limited_data_use() -> None:
         pixel_image_url("222", "Lead", "l-1", {}),
     ]
     assert "dpo=LDU&dpoco=1&dpost=1000" in pixel_urls(commands)[0]
+
+
+def test_a_non_ascii_user_agent_is_forwarded_byte_for_byte() -> None:
+    import httpx as _httpx
+
+    from tagserver.delivery.channels import GA4Channel
+    from tagserver.tags.ga4 import GA4Destination
+
+    sent = "Mozilla/5.0 (Linux; fr-FR; Téléphone)".encode()  # UTF-8 bytes from the browser
+    as_starlette_sees_it = sent.decode("latin-1")
+    channel = GA4Channel("http://127.0.0.1:9")
+    payload = {"query": "v=2&tid=G-X&en=page_view", "body": "", "user_agent": as_starlette_sees_it}
+    method, head = channel.request_head(GA4Destination("G-X"), [payload])
+    headers = _httpx.Headers(head, encoding=channel.header_encoding)
+    assert method == "POST"
+    assert headers.raw[[k for k, _ in headers.raw].index(b"user-agent")][1] == sent
