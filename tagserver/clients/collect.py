@@ -17,7 +17,6 @@ from typing import Any
 from tagserver.consent import GRANTED, Consent, parse_consent
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected
-from tagserver.identity import Identity
 
 MAX_NAME_LENGTH = 100
 MAX_ID_LENGTH = 200
@@ -248,15 +247,19 @@ def event_from_hit(
     event_id: str,
     received_at: float,
     page_url: str | None,
-    identity: Identity,
     client_ip: str | None,
     user_agent: str | None,
-    cookies: Mapping[str, str],
-    headers: Mapping[str, str],
+    fbp: str | None = None,
+    fbc: str | None = None,
+    visitor_id: str | None = None,
+    cookies: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    action_source: str = "website",
 ) -> Event:
-    """The :class:`Event` of one parsed ``/e`` hit and its request context (the server and
-    ``tagserver check`` build it alike). ``event_id`` is the hit's own or a minted one;
-    ``page_url`` the hit's ``event_source_url`` or the Referer; ``received_at`` unix seconds."""
+    """The :class:`Event` of one parsed hit and its context: ``/e``, ``tagserver check`` and
+    ``POST /api/events`` build it alike. ``event_id`` is the hit's own or a minted one;
+    ``page_url`` the hit's ``event_source_url`` (or, on ``/e``, the Referer); ``received_at`` unix
+    seconds; ``fbp``/``fbc``/``visitor_id`` already validated."""
     return Event(
         event_name=hit.event_name,
         event_id=event_id,
@@ -269,9 +272,10 @@ def event_from_hit(
         consent=hit.consent,
         client_ip=client_ip,
         user_agent=user_agent,
-        fbp=identity.fbp,
-        fbc=identity.fbc,
-        visitor_id=identity.visitor_id,
-        cookies=cookies,
-        headers=headers,
+        fbp=fbp,
+        fbc=fbc,
+        visitor_id=visitor_id,
+        cookies=cookies or {},
+        headers=headers or {},
+        action_source=action_source,
     )

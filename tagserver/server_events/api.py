@@ -27,7 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from tagserver.clients.collect import decode_json_body
+from tagserver.clients.collect import decode_json_body, event_from_hit
 from tagserver.clients.context import outbox_unavailable, run_event, submit_results
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult
@@ -83,16 +83,11 @@ def _unauthorized(message: str) -> Response:
 def event_from_server_event(parsed: ServerEvent, *, now: float) -> Event:
     """The container's :class:`Event` for a checked server event (an id minted when none came)."""
     hit = parsed.hit
-    return Event(
-        event_name=hit.event_name,
+    return event_from_hit(
+        hit,
         event_id=hit.event_id if hit.event_id is not None else str(uuid.uuid4()),
-        event_time=hit.event_time,
         received_at=now,
-        event_source_url=hit.event_source_url,
-        referrer_url=hit.referrer_url,
-        custom_data=hit.custom_data,
-        user_data=hit.user_data,
-        consent=hit.consent,
+        page_url=hit.event_source_url,
         client_ip=parsed.client_ip,
         user_agent=parsed.user_agent,
         fbp=parsed.fbp,
