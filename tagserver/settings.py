@@ -122,6 +122,12 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
             issues.append(ConfigIssue("environment", name, f"{exc}; expected {expected}"))
             return None
 
+    def put(key: str, name: str, parse: Callable[[str], object], expected: str) -> None:
+        """Read ``name`` into the field ``key`` when it is set and valid."""
+        value = read(name, parse, expected)
+        if value is not None:
+            values[key] = value
+
     keys = read("TAGSERVER_SECRET_KEY", _split, "a long random string (comma list to rotate)")
     if keys:
         short = [k for k in keys if len(k) < 16]
@@ -156,11 +162,12 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         )
         if url is not None:
             values[key] = url
-    outbox = read(
-        "TAGSERVER_OUTBOX", _parse_outbox, "a SQLite file path, redis://host:port/db or memory"
+    put(
+        "outbox",
+        "TAGSERVER_OUTBOX",
+        _parse_outbox,
+        "a SQLite file path, redis://host:port/db or memory",
     )
-    if outbox is not None:
-        values["outbox"] = outbox
     for name, key in (
         ("TAGSERVER_COLLECT_PATH", "collect_path"),
         ("TAGSERVER_SCRIPT_PATH", "script_path"),
@@ -168,54 +175,55 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         path = read(name, _parse_path, "a path such as /e")
         if path is not None:
             values[key] = path
-    level = read("TAGSERVER_LOG_LEVEL", _parse_log_level, "one of " + ", ".join(_LOG_LEVELS))
-    if level is not None:
-        values["log_level"] = level
-    dry = read("TAGSERVER_DRY_RUN", _parse_bool, "1/0, true/false, yes/no")
-    if dry is not None:
-        values["dry_run"] = dry
-    keys_file = read("TAGSERVER_KEYS", Path, "a SQLite file path for the API keys")
-    if keys_file is not None:
-        values["keys_path"] = keys_file
-    tags = read("TAGSERVER_TAGS", Path, "a folder of container JSON files")
-    if tags is not None:
-        values["tags_dir"] = tags
-    country = read(
-        "TAGSERVER_DEFAULT_COUNTRY", _parse_country, "an ISO 3166-1 alpha-2 code like US"
+    put("log_level", "TAGSERVER_LOG_LEVEL", _parse_log_level, "one of " + ", ".join(_LOG_LEVELS))
+    put("dry_run", "TAGSERVER_DRY_RUN", _parse_bool, "1/0, true/false, yes/no")
+    put("keys_path", "TAGSERVER_KEYS", Path, "a SQLite file path for the API keys")
+    put("tags_dir", "TAGSERVER_TAGS", Path, "a folder of container JSON files")
+    put(
+        "default_country",
+        "TAGSERVER_DEFAULT_COUNTRY",
+        _parse_country,
+        "an ISO 3166-1 alpha-2 code like US",
     )
-    if country is not None:
-        values["default_country"] = country
-    mode = read("TAGSERVER_GA4_CLIENT_ID", _parse_ga4_client_id, "js or server")
-    if mode is not None:
-        values["ga4_client_id"] = mode
-    param = read(
-        "TAGSERVER_GA4_EVENT_ID_PARAM", _parse_param_name, "a parameter name such as event_id"
+    put("ga4_client_id", "TAGSERVER_GA4_CLIENT_ID", _parse_ga4_client_id, "js or server")
+    put(
+        "ga4_event_id_param",
+        "TAGSERVER_GA4_EVENT_ID_PARAM",
+        _parse_param_name,
+        "a parameter name such as event_id",
     )
-    if param is not None:
-        values["ga4_event_id_param"] = param
 
-    gpc = read("TAGSERVER_GPC", _parse_gpc, "ldu, suppress or off")
-    if gpc is not None:
-        values["gpc"] = gpc
-    bots = read("TAGSERVER_BLOCK_BOTS", _parse_bool, "1/0, true/false, yes/no")
-    if bots is not None:
-        values["block_bots"] = bots
+    put("gpc", "TAGSERVER_GPC", _parse_gpc, "ldu, suppress or off")
+    put("block_bots", "TAGSERVER_BLOCK_BOTS", _parse_bool, "1/0, true/false, yes/no")
     token_keys = read("TAGSERVER_PURCHASE_TOKEN_KEYS", _split, "a comma list of keys, newest first")
     if token_keys:
         if any(len(k) < 16 for k in token_keys):
-            issues.append(ConfigIssue("environment", "TAGSERVER_PURCHASE_TOKEN_KEYS",
-                                      "a key is shorter than 16 characters"))
+            issues.append(
+                ConfigIssue(
+                    "environment",
+                    "TAGSERVER_PURCHASE_TOKEN_KEYS",
+                    "a key is shorter than 16 characters",
+                )
+            )
         values["purchase_token_keys"] = tuple(Secret(k) for k in token_keys)
 
     numbers: tuple[tuple[str, str, Callable[[str], object], str], ...] = (
         ("TAGSERVER_MAX_HEADER_BYTES", "max_header_bytes", _positive_int, "a number of bytes"),
         ("TAGSERVER_MAX_QUERY_BYTES", "max_query_bytes", _positive_int, "a number of bytes"),
         ("TAGSERVER_RATE_LIMIT_IP", "rate_limit_ip", _non_negative_int, "hits a minute; 0 = off"),
-        ("TAGSERVER_RATE_LIMIT_VISITOR", "rate_limit_visitor", _non_negative_int,
-         "hits a minute; 0 = off"),
+        (
+            "TAGSERVER_RATE_LIMIT_VISITOR",
+            "rate_limit_visitor",
+            _non_negative_int,
+            "hits a minute; 0 = off",
+        ),
         ("TAGSERVER_MAX_CONCURRENCY", "max_concurrency", _positive_int, "a whole number"),
-        ("TAGSERVER_OUTBOUND_MAX_CONNECTIONS", "outbound_max_connections", _positive_int,
-         "a whole number"),
+        (
+            "TAGSERVER_OUTBOUND_MAX_CONNECTIONS",
+            "outbound_max_connections",
+            _positive_int,
+            "a whole number",
+        ),
         ("TAGSERVER_MAX_BODY_BYTES", "max_body_bytes", _positive_int, "a whole number of bytes"),
         (
             "TAGSERVER_COOKIE_MAX_AGE",
@@ -232,11 +240,12 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
         ("TAGSERVER_OUTBOX_LEASE", "outbox_lease_s", _positive_float, "seconds, e.g. 30"),
         ("TAGSERVER_METRICS_PORT", "metrics_port", _port, "a TCP port number, e.g. 9100"),
     )
-    reload = read(
-        "TAGSERVER_RELOAD_INTERVAL", _non_negative_float, "seconds between container checks; 0 = off"
+    put(
+        "reload_interval_s",
+        "TAGSERVER_RELOAD_INTERVAL",
+        _non_negative_float,
+        "seconds between container checks; 0 = off",
     )
-    if reload is not None:
-        values["reload_interval_s"] = reload
     for name, key, parse, expected in numbers:
         number = read(name, parse, expected)
         if number is not None:
@@ -263,9 +272,7 @@ def load_settings(environ: Mapping[str, str], **overrides: object) -> Settings:
                 )
             )
         values["metrics_token"] = Secret(token)
-    metrics_host = read("TAGSERVER_METRICS_HOST", _parse_host, "an IP address such as 127.0.0.1")
-    if metrics_host is not None:
-        values["metrics_host"] = metrics_host
+    put("metrics_host", "TAGSERVER_METRICS_HOST", _parse_host, "an IP address such as 127.0.0.1")
 
     if issues:
         raise ConfigError(issues)
