@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from tagserver.bots import is_bot
 from tagserver.clients.collect import event_from_hit, parse_collect_body
@@ -31,10 +32,11 @@ from tagserver.clients.context import (
     context_cookies,
     context_headers,
     outbox_unavailable,
+    public_ip,
+    request_client_ip,
     run_event,
     set_cookies,
     submit_results,
-    visitor_ip,
 )
 from tagserver.container.loader import Container, load_container
 from tagserver.container.variables import SecretVariable
@@ -46,6 +48,7 @@ from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
+from tagserver.front import Front
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.http import (
     check_body_type,
@@ -61,9 +64,9 @@ from tagserver.identity import (
     resolve_cookie_scope,
     resolve_identity,
 )
-from tagserver.limits import LimitsMiddleware, RateLimits
-from tagserver.logs import AccessLogMiddleware
-from tagserver.metrics import CONTENT_TYPE, Metrics, MetricsMiddleware
+from tagserver.limits import RateLimits, RequestLimits
+from tagserver.logs import AccessLog
+from tagserver.metrics import CONTENT_TYPE, Metrics
 from tagserver.purchase_token import PurchaseReplayGuard
 from tagserver.server_events.api import handle_api_events
 from tagserver.server_events.store import ServerEventStore
@@ -280,23 +283,36 @@ def create_app(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
     )
     app.state.tagserver = state
+
+    async def collect_asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await handle_collect(Request(scope, receive), state)
+        await response(scope, receive, send)
+
+    plain_paths = frozenset(
+        {settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events",
+         "(not found)",
+         "/g/collect", "/g/collect/", "/_/set_cookie", "/_/service_worker/", "/{prefix}/g/collect",
+         "/{prefix}/g/collect/", "/{prefix}/_/set_cookie", "/{prefix}/_/service_worker/"}
+    )  # fmt: skip
     app.add_middleware(
-        LimitsMiddleware,
-        max_header_bytes=settings.max_header_bytes,
-        max_query_bytes=settings.max_query_bytes,
-        max_concurrency=settings.max_concurrency,
-    )
-    app.add_middleware(AccessLogMiddleware)
-    app.add_middleware(
-        MetricsMiddleware,
+        Front,
+        limits=RequestLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_query_bytes=settings.max_query_bytes,
+            max_concurrency=settings.max_concurrency,
+        ),
         metrics=metrics,
+        access_log=AccessLog(plain_paths),
         routes={
             settings.collect_path: "collect",
             settings.script_path: "script",
             "/healthy": "healthy",
             "/metrics": "metrics",
         },
-    )
+        # the hot route skips Starlette's router and exception middleware: it answers its errors
+        fast={("POST", settings.collect_path): collect_asgi,
+              ("OPTIONS", settings.collect_path): collect_asgi},
+    )  # fmt: skip
     return app
 
 
@@ -416,13 +432,14 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
             return Response(status_code=204, headers=preflight_headers(origin))
-        check_rate_limits(request, state)
+        client_ip = request_client_ip(request, state)
+        check_rate_limits(request, state, client_ip)
         check_body_type(request)
         body = await read_body(request, limit=settings.max_body_bytes)
         now = time.time()
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
-        state.metrics.hits.labels("rejected").inc()
+        state.metrics.hit_outcome["rejected"].inc()
         return error_response(exc, headers=cors)
 
     scope = resolve_cookie_scope(host, settings.site_domains)
@@ -446,7 +463,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
-        client_ip=visitor_ip(request, state),
+        client_ip=public_ip(client_ip),
         user_agent=request.headers.get("user-agent") or None,
         cookies=context_cookies(request),
         headers=context_headers(request),
@@ -456,9 +473,9 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     try:
         await submit_results(state, [result])  # durable before the answer
     except OutboxError:
-        state.metrics.hits.labels("unavailable").inc()
+        state.metrics.hit_outcome["unavailable"].inc()
         return outbox_unavailable(headers=cors)
-    state.metrics.hits.labels("accepted").inc()
+    state.metrics.hit_outcome["accepted"].inc()
     response = JSONResponse(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )

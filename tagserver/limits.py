@@ -14,7 +14,8 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any
+
+from starlette.types import Scope
 
 from tagserver.exceptions import HitRejected, Overloaded, RateLimited, RequestTooLarge
 
@@ -73,6 +74,11 @@ class RateLimits:
         self.visitor = RateLimiter(per_visitor)
         self.limited = {"ip": 0, "visitor": 0}  # hits answered 429, per key kind
 
+    @property
+    def active(self) -> bool:
+        """True when either limit is on."""
+        return self.ip.per_minute > 0 or self.visitor.per_minute > 0
+
     def check(self, *, ip: str | None, visitor_id: str | None) -> None:
         """Count one hit; raises :class:`RateLimited` (429) when either key is over its limit."""
         for kind, limiter, key in (("ip", self.ip, ip), ("visitor", self.visitor, visitor_id)):
@@ -88,22 +94,23 @@ class RateLimits:
                 )
 
 
-class LimitsMiddleware:
-    """ASGI middleware: ``431`` when the request headers are over ``max_header_bytes`` (names and
-    values together), ``414`` when the query string is over ``max_query_bytes``, ``503`` while
-    ``max_concurrency`` requests are already in flight. ``/healthy`` is never refused."""
+class RequestLimits:
+    """The per-request limits of REFERENCE §5 that need no body: header bytes, query bytes and
+    requests in flight. ``in_flight`` counts the requests admitted and not yet answered."""
 
     def __init__(
-        self, app: Any, *, max_header_bytes: int, max_query_bytes: int, max_concurrency: int
+        self, *, max_header_bytes: int, max_query_bytes: int, max_concurrency: int
     ) -> None:
-        self.app = app
         self.max_header_bytes = max_header_bytes
         self.max_query_bytes = max_query_bytes
         self.max_concurrency = max_concurrency
         self.in_flight = 0
 
-    def _refuse(self, scope: dict[str, Any]) -> HitRejected | None:
-        size = sum(len(name) + len(value) + 4 for name, value in scope.get("headers", ()))
+    def refuse(self, scope: Scope) -> HitRejected | None:
+        """The error to answer ``scope`` with (431, 414 or 503), or ``None`` to admit it."""
+        size = 0
+        for name, value in scope.get("headers", ()):
+            size += len(name) + len(value) + 4
         if size > self.max_header_bytes:
             return RequestTooLarge(
                 "request headers too large",
@@ -122,20 +129,3 @@ class LimitsMiddleware:
                 errors=[{"field": "server", "message": "busy; retry in a second"}],
             )
         return None
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("path") == "/healthy":
-            await self.app(scope, receive, send)
-            return
-        refused = self._refuse(scope)
-        if refused is not None:
-            from tagserver.http import error_response
-
-            response = error_response(refused)
-            await response(scope, receive, send)
-            return
-        self.in_flight += 1
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            self.in_flight -= 1

@@ -15,7 +15,6 @@ lists or are ``http_<status>``/``network``, routes are the configured paths or `
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from prometheus_client import (
@@ -102,6 +101,19 @@ class Metrics:
             registry=r,
         )
 
+        #: children looked up once: ``labels()`` takes a lock and builds a key on every call
+        self.hit_outcome = {o: self.hits.labels(o) for o in ("accepted", "rejected", "unavailable")}
+        self._tags_fired: dict[str, Any] = {}
+
+    def tag_fired(self, tag: str) -> None:
+        """Count one firing of the tag named ``tag`` (children cached per tag name)."""
+        child = self._tags_fired.get(tag)
+        if child is None:
+            if len(self._tags_fired) > 10_000:  # names come from containers; reloads may rename
+                self._tags_fired.clear()
+            child = self._tags_fired[tag] = self.tags_fired.labels(tag)
+        child.inc()
+
     def count_drop(self, destination: str, reason: str, n: int) -> None:
         """The :class:`~tagserver.delivery.drops.DropCounter` listener."""
         self.dropped.labels(destination, reason).inc(n)
@@ -136,24 +148,3 @@ def mark_process_dead(pid: int) -> None:
     """Drop a finished process's live gauges (multiprocess mode)."""
     if multiprocess_mode():
         multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
-
-
-class MetricsMiddleware:
-    """ASGI middleware timing every HTTP request into ``tagserver_request_duration_seconds``;
-    ``routes`` maps a path to its label, anything else is ``other``."""
-
-    def __init__(self, app: Any, *, metrics: Metrics, routes: dict[str, str]) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.routes = routes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            route = self.routes.get(scope.get("path", ""), "other")
-            self.metrics.request_duration.labels(route).observe(time.perf_counter() - start)

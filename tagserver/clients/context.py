@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import is_public, resolve_client_ip
+from tagserver.client_ip import IPAddress, is_public, resolve_client_ip
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
@@ -33,36 +33,48 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagserver.app")
 
 
-def visitor_ip(request: Request, state: AppState) -> str | None:
-    """The visitor's public address as text, or ``None`` (unknown, private or loopback)."""
+def request_client_ip(request: Request, state: AppState) -> IPAddress | None:
+    """The client address of ``request`` through the trusted proxies
+    (:func:`~tagserver.client_ip.resolve_client_ip`), private addresses included; ``None`` when
+    unknown. Resolve it once per request and pass it to :func:`public_ip` and
+    :func:`check_rate_limits`."""
     peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
+    return resolve_client_ip(
         peer,
         request.headers.getlist("x-forwarded-for"),
         trusted_proxies=state.settings.trusted_proxies,
         forwarded=request.headers.getlist("forwarded"),
     )
+
+
+def public_ip(ip: IPAddress | None) -> str | None:
+    """``ip`` as text when it can be a visitor's address on the internet, else ``None`` (unknown,
+    private or loopback): what goes to destinations as the visitor's IP."""
     return str(ip) if ip is not None and is_public(ip) else None
 
 
-def check_rate_limits(request: Request, state: AppState) -> None:
-    """Count one hit against the limits of its trusted client IP (private addresses included)
-    and of its visitor id (only a correctly signed one: a forged id is no key); raises
-    :class:`~tagserver.exceptions.RateLimited` (429)."""
+def visitor_ip(request: Request, state: AppState) -> str | None:
+    """The visitor's public address as text, or ``None`` (unknown, private or loopback)."""
+    return public_ip(request_client_ip(request, state))
+
+
+def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -> None:
+    """Count one hit against the limits of its trusted client IP ``ip`` (from
+    :func:`request_client_ip`; private addresses included, the socket peer when unknown) and of
+    its visitor id (only a correctly signed one: a forged id is no key); raises
+    :class:`~tagserver.exceptions.RateLimited` (429). Does nothing while both limits are off."""
+    limits = state.limits
+    if not limits.active:
+        return
     peer = request.client.host if request.client else None
-    ip = resolve_client_ip(
-        peer,
-        request.headers.getlist("x-forwarded-for"),
-        trusted_proxies=state.settings.trusted_proxies,
-        forwarded=request.headers.getlist("forwarded"),
-    )
     visitor: str | None = None
-    for name in ("__Host-tsid", "__Secure-tsid"):
-        raw = request.cookies.get(name)
-        if raw and len(raw) <= 200 and state.signer.validate(raw):
-            visitor = raw
-            break
-    state.limits.check(ip=str(ip) if ip is not None else peer, visitor_id=visitor)
+    if limits.visitor.per_minute > 0:
+        for name in ("__Host-tsid", "__Secure-tsid"):
+            raw = request.cookies.get(name)
+            if raw and len(raw) <= 200 and state.signer.validate(raw):
+                visitor = raw
+                break
+    limits.check(ip=str(ip) if ip is not None else peer, visitor_id=visitor)
 
 
 def context_headers(request: Request) -> dict[str, str]:
@@ -107,7 +119,7 @@ async def submit_results(state: AppState, results: Sequence[ContainerResult]) ->
     for result in results:
         state.metrics.events.inc()
         for tag_name in result.fired:
-            state.metrics.tags_fired.labels(tag_name).inc()
+            state.metrics.tag_fired(tag_name)
 
 
 def outbox_unavailable(*, headers: Mapping[str, str] | None = None) -> Response:
@@ -181,6 +193,18 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
     return dataclasses.replace(event, **changes) if changes else event  # type: ignore[arg-type]
 
 
+def set_cookie_header(cookie: CookieSpec) -> bytes:
+    """The ``Set-Cookie`` value of ``cookie`` (attributes as Starlette orders them): ``name=value;
+    [Domain=d; ][HttpOnly; ]Max-Age=n; Path=/; SameSite=lax; Secure``. The value is written as it
+    is, unquoted: :func:`cookie_is_safe` has checked it holds only RFC 6265 cookie-octets."""
+    domain = f"; Domain={cookie.domain}" if cookie.domain is not None else ""
+    httponly = "; HttpOnly" if cookie.httponly else ""
+    return (
+        f"{cookie.name}={cookie.value}{domain}{httponly}; Max-Age={cookie.max_age}; "
+        "Path=/; SameSite=lax; Secure"
+    ).encode("ascii")
+
+
 def set_cookies(response: Response, cookies: Iterable[CookieSpec]) -> None:
     """Write each cookie: ``Secure; SameSite=Lax; Path=/`` always (REFERENCE §3). A cookie that
     fails :func:`cookie_is_safe` is not written (and logged by name only)."""
@@ -188,13 +212,4 @@ def set_cookies(response: Response, cookies: Iterable[CookieSpec]) -> None:
         if not cookie_is_safe(cookie):
             log.error("cookie not set: malformed", extra={"cookie": cookie.name[:64]})
             continue
-        response.set_cookie(
-            cookie.name,
-            cookie.value,
-            max_age=cookie.max_age,
-            path="/",
-            domain=cookie.domain,
-            secure=True,
-            httponly=cookie.httponly,
-            samesite="lax",
-        )
+        response.raw_headers.append((b"set-cookie", set_cookie_header(cookie)))

@@ -28,10 +28,11 @@ from tagserver.clients.context import (
     context_cookies,
     context_headers,
     outbox_unavailable,
+    public_ip,
+    request_client_ip,
     run_event,
     set_cookies,
     submit_results,
-    visitor_ip,
 )
 from tagserver.clients.ga4 import GA4Hit, parse_ga4_request
 from tagserver.event import Event
@@ -101,10 +102,11 @@ async def handle_ga4_collect(request: Request, state: AppState) -> Response:
         origin = request.headers.get("origin")
         headers = preflight_headers(origin, methods=GA4_METHODS) if origin and cors else NO_STORE
         return Response(status_code=204, headers=headers)
-    client_ip = visitor_ip(request, state)
+    trusted_ip = request_client_ip(request, state)
+    client_ip = public_ip(trusted_ip)
     user_agent = request.headers.get("user-agent") or None
     try:
-        check_rate_limits(request, state)
+        check_rate_limits(request, state, trusted_ip)
         body = b""
         if request.method == "POST":
             body = await read_body(request, limit=settings.max_body_bytes)

@@ -10,7 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tagserver.limits import LimitsMiddleware, RateLimiter
+from tagserver.front import Front
+from tagserver.limits import RateLimiter, RequestLimits
 from tagserver.settings import Settings
 from tests.security.harness import BROWSER, AppHarness
 
@@ -174,8 +175,8 @@ def test_concurrency_limit_is_503() -> None:
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
-    guarded = LimitsMiddleware(slow_app, max_header_bytes=10_000, max_query_bytes=1000,
-                               max_concurrency=2)
+    guarded = Front(slow_app, limits=RequestLimits(max_header_bytes=10_000, max_query_bytes=1000,
+                                                   max_concurrency=2))
 
     async def scenario() -> list[int]:
         transport = httpx.ASGITransport(app=guarded)

@@ -1,0 +1,102 @@
+"""The one middleware around every HTTP request: limits, timing, the access log, the hot route.
+
+It replaces three middlewares (limits, access log, metrics) that each wrapped ``send`` and
+awaited the next layer, and it hands ``POST``/``OPTIONS`` on the collect path straight to the
+collect handler, past Starlette's router and exception middleware (which that handler never needs:
+it answers its own errors). Everything else goes on to the Starlette application.
+
+Per request, in this order (``/healthy`` skips the limits, so a busy server still looks alive):
+
+1. ``431`` when the request headers are over ``max_header_bytes`` (names and values together),
+   ``414`` when the query string is over ``max_query_bytes``, ``503`` while ``max_concurrency``
+   requests are already in flight (REFERENCE §5), each in DESIGN.md's JSON error shape;
+2. the request itself;
+3. ``tagserver_request_duration_seconds`` by route, and one ``tagserver.access`` line
+   (:class:`tagserver.logs.AccessLog`), also when the request raised.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from tagserver.limits import RequestLimits
+from tagserver.logs import AccessLog
+from tagserver.metrics import Metrics
+
+
+class Front:
+    """The outer ASGI middleware (see the module docstring).
+
+    ``routes`` maps a path to its metrics label (anything else is ``other``); ``fast`` maps
+    ``(method, path)`` to an ASGI handler called directly, without the router; ``metrics`` and
+    ``access_log`` may be ``None`` (nothing timed or logged, as in unit tests of the limits).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: RequestLimits,
+        metrics: Metrics | None = None,
+        access_log: AccessLog | None = None,
+        routes: Mapping[str, str] | None = None,
+        fast: Mapping[tuple[str, str], ASGIApp] | None = None,
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self.access_log = access_log
+        self.fast = dict(fast or {})
+        self.routes = dict(routes or {})
+        # one histogram child per label, looked up once (labels() costs a lock and a dict per call)
+        self._timers = (
+            {label: metrics.request_duration.labels(label)
+             for label in {*self.routes.values(), "other"}}
+            if metrics is not None else {}
+        )  # fmt: skip
+
+    @property
+    def in_flight(self) -> int:
+        """Requests admitted and not yet answered."""
+        return self.limits.in_flight
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        path: str = scope["path"]
+        try:
+            if path == "/healthy":
+                await self.app(scope, receive, send_status)
+                return
+            refused = self.limits.refuse(scope)
+            if refused is not None:
+                from tagserver.http import error_response
+
+                await error_response(refused)(scope, receive, send_status)
+                return
+            handler = self.fast.get((scope["method"], path), self.app)
+            self.limits.in_flight += 1
+            try:
+                await handler(scope, receive, send_status)
+            finally:
+                self.limits.in_flight -= 1
+        finally:
+            elapsed = time.perf_counter() - start
+            if self._timers:
+                self._timers.get(self.routes.get(path, "other"), self._timers["other"]).observe(
+                    elapsed
+                )
+            if self.access_log is not None:
+                self.access_log.write(scope["method"], path, status, elapsed)

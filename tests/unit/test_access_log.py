@@ -1,0 +1,85 @@
+"""The access log's direct line: the same JSON as the logging path, redaction where needed."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from tagserver.logs import AccessLog, JsonFormatter, configure_logging
+
+
+@pytest.fixture
+def stream() -> Iterator[io.StringIO]:
+    """``configure_logging`` at INFO, its handler writing into a string buffer."""
+    names = ("tagserver", "tagserver.access", "uvicorn.error", "uvicorn", "")
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
+                 logging.getLogger(n).propagate) for n in names}  # fmt: skip
+    configure_logging("info")
+    buffer = io.StringIO()
+    handler = logging.getLogger("tagserver.access").handlers[0]
+    assert isinstance(handler, logging.StreamHandler)
+    handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        for name, (handlers, level, propagate) in saved.items():
+            logger = logging.getLogger(name)
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _formatted(method: str, path: str, status: int, ms: float) -> dict[str, object]:
+    """What JsonFormatter writes for the same access record (the logging path)."""
+    record = logging.LogRecord("tagserver.access", logging.INFO, __file__, 1, "request", (), None)
+    for key, value in {"method": method, "path": path, "status": status, "ms": ms}.items():
+        setattr(record, key, value)
+    entry: dict[str, object] = json.loads(JsonFormatter().format(record))
+    return entry
+
+
+def test_direct_line_equals_the_formatter_line(stream: io.StringIO) -> None:
+    AccessLog(frozenset({"/e"})).write("POST", "/e", 200, 0.0123456)
+    line = stream.getvalue()
+    assert line.endswith("\n") and line.count("\n") == 1
+    written = json.loads(line)
+    expected = _formatted("POST", "/e", 200, 12.35)
+    assert abs(float(written.pop("ts")) - float(expected.pop("ts"))) < 5  # type: ignore[arg-type]
+    assert written == expected
+    assert list(written) == list(expected)  # same key order
+
+
+def test_other_paths_go_through_the_redacting_formatter(stream: io.StringIO) -> None:
+    log = AccessLog(frozenset({"/e"}))
+    log.write("POST", "/jane.doe@example.com", 431, 0.001)  # refused by a limit: path shown
+    log.write("GET", "/anything", 404, 0.001)
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert [x["status"] for x in lines] == [431, 404]
+    assert "jane.doe@example.com" not in stream.getvalue()
+    assert lines[0]["path"] == "/***@***"
+    assert lines[1]["path"] == "(not found)"
+
+
+def test_no_line_below_the_level(stream: io.StringIO) -> None:
+    logging.getLogger("tagserver").setLevel(logging.WARNING)
+    AccessLog(frozenset({"/e"})).write("POST", "/e", 200, 0.001)
+    assert stream.getvalue() == ""
+
+
+def test_other_handlers_get_records(caplog: pytest.LogCaptureFixture) -> None:
+    logger = logging.getLogger("tagserver.access")
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers[:] = []
+    logger.propagate = True
+    logging.getLogger("tagserver").propagate = True
+    try:
+        with caplog.at_level(logging.INFO, logger="tagserver.access"):
+            AccessLog(frozenset({"/e"})).write("POST", "/e", 202, 0.002)
+    finally:
+        logger.handlers[:], logger.propagate = saved
+    [record] = [r for r in caplog.records if r.name == "tagserver.access"]
+    assert (record.method, record.path, record.status, record.ms) == ("POST", "/e", 202, 2.0)  # type: ignore[attr-defined]
