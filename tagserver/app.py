@@ -60,6 +60,7 @@ from tagserver.http import (
 )
 from tagserver.identity import (
     VISITOR_ID_SALT,
+    VisitorSigner,
     parse_cookie_header,
     resolve_cookie_scope,
     resolve_identity,
@@ -130,7 +131,7 @@ def create_app(
         settings=settings,
         container=container,
         drops=DropCounter(listener=metrics.count_drop),
-        signer=Signer(keys, salt=VISITOR_ID_SALT),
+        signer=VisitorSigner(keys, salt=VISITOR_ID_SALT),
         recorder=recorder,
         metrics=metrics,
         api_store=ServerEventStore(settings.keys_path),

@@ -6,6 +6,7 @@ address is the client. The leftmost entry is written by the client and never bel
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 
@@ -39,11 +40,18 @@ def parse_ip(text: str) -> IPAddress | None:
     """Parse one address as proxies write it: ``1.2.3.4``, ``1.2.3.4:5678``, ``[2001:db8::1]:443``,
     ``2001:db8::1``, ``::ffff:1.2.3.4`` (unmapped to IPv4), with an optional ``%zone`` dropped.
 
-    Returns ``None`` for anything else (``unknown``, garbage, empty).
+    Returns ``None`` for anything else (``unknown``, garbage, empty). Results are cached (8,192
+    most recent texts): a visitor sends many hits from one address.
     """
     text = text.strip().strip('"')
     if not text or len(text) > 64:
         return None
+    return _parse_short(text)
+
+
+@functools.lru_cache(maxsize=8192)
+def _parse_short(text: str) -> IPAddress | None:
+    """:func:`parse_ip` of a stripped text of at most 64 characters (so the cache stays small)."""
     if text.startswith("["):
         end = text.find("]")
         if end < 0:
@@ -61,6 +69,7 @@ def parse_ip(text: str) -> IPAddress | None:
     return address
 
 
+@functools.lru_cache(maxsize=8192)
 def is_public(address: IPAddress) -> bool:
     """True when ``address`` can be a visitor's address on the internet (not loopback, RFC 1918,
     CGNAT, link-local, ULA, multicast or unspecified)."""

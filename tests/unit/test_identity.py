@@ -504,3 +504,20 @@ def test_duplicate_cookies_keep_the_first_valid_value() -> None:
         max_age=100,
     )
     assert identity.fbp == "fb.1.1657051589577.1088522659"
+
+
+def test_visitor_signer_signs_like_itsdangerous_and_keeps_rotation() -> None:
+    from itsdangerous import Signer
+
+    from tagserver.identity import VISITOR_ID_SALT, VisitorSigner
+
+    old, new = "old-key-0123456789abcdef", "new-key-0123456789abcdef"
+    plain = Signer([old, new], salt=VISITOR_ID_SALT)
+    cached = VisitorSigner([old, new], salt=VISITOR_ID_SALT)
+    for value in ("a" * 32, "b" * 32):
+        assert cached.sign(value) == plain.sign(value)
+        assert cached.sign(value) == plain.sign(value)  # second call: the cached key
+    signed_with_old = Signer(old, salt=VISITOR_ID_SALT).sign("c" * 32)
+    assert cached.unsign(signed_with_old) == b"c" * 32  # an older key still verifies
+    assert not VisitorSigner(new, salt=VISITOR_ID_SALT).validate(signed_with_old)
+    assert not cached.validate(signed_with_old[:-1] + b"x")
