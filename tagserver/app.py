@@ -50,6 +50,7 @@ from tagserver.delivery.sender import Sender
 from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
 from tagserver.front import Front
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
+from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
     check_body_type,
     cors_headers,
@@ -188,6 +189,8 @@ def create_app(
                 state.container = new
                 assert state.sender is not None
                 use_container(state.sender, new, channels)
+                if gc_frozen():
+                    settle_heap()  # the old container's objects can be collected
 
             state.reloader = ContainerReloader(
                 settings.tags_dir,
@@ -498,4 +501,7 @@ def app_from_environment() -> Starlette:
 
     settings = load_settings(os.environ)
     configure_logging(settings.log_level)
-    return create_app(settings)
+    app = create_app(settings)
+    configure_gc()
+    settle_heap()  # what was loaded for the process's lifetime is never walked by the GC again
+    return app
