@@ -94,17 +94,32 @@ def proc_status(pid: int, field: str) -> int:
     return int(match.group(1)) * 1024 if match else 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` and all its threads so far, in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pinned(cmd: list[str], args: argparse.Namespace, cpu: str) -> list[str]:
+    """``cmd`` under ``taskset -c cpu`` with ``--pin`` (and taskset present), else unchanged."""
+    taskset = shutil.which("taskset")
+    return [taskset, "-c", cpu, *cmd] if args.pin and taskset else cmd
+
+
 def load(port: int, args: argparse.Namespace, duration_s: float,
-         delay_ms: float | None = None) -> dict[str, Any]:
-    """One load run against ``port``: the counts and latencies of ``hits.lua``, plus ``rps``."""
+         delay_ms: float | None = None, pid: int | None = None) -> dict[str, Any]:
+    """One load run against ``port``: the counts and latencies of ``hits.lua``, plus ``rps`` and,
+    with ``pid`` (the server's process), ``cpu_us_per_request``: its CPU time (all threads, user
+    + system) during the run divided by the requests answered."""
+    cpu_before = cpu_seconds(pid) if pid is not None else 0.0
     wrk = shutil.which("wrk") if not args.python_load else None
     if wrk:
         env = dict(os.environ)
         if delay_ms is not None:
             env["BENCH_DELAY_MS"] = f"{delay_ms:.3f}"
-        cmd = [wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(duration_s))}s",
+        cmd = pinned([wrk, f"-t{args.threads}", f"-c{args.connections}", f"-d{max(1, round(duration_s))}s",
                "--latency", "--timeout", "10s", "-s", str(BENCH / "hits.lua"),
-               f"http://{HOST}:{port}/e"]
+               f"http://{HOST}:{port}/e"], args, "1")
         done = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"wrk failed ({done.returncode}): {done.stdout}{done.stderr}")
@@ -119,6 +134,8 @@ def load(port: int, args: argparse.Namespace, duration_s: float,
                                delay_ms=delay_ms or 0.0))
         result["tool"] = "python"
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+    if pid is not None and result["requests"]:
+        result["cpu_us_per_request"] = (cpu_seconds(pid) - cpu_before) * 1e6 / result["requests"]
     return result
 
 
@@ -155,10 +172,11 @@ def run_tagserver(args: argparse.Namespace, graph_port: int, tmp: Path, log: Pat
     port = free_port()
     before = graph_stats(graph_port)
     accepted = 0
-    with process(tagserver_cmd(port), tagserver_env(graph_port, tmp), log) as proc:
+    with process(pinned(tagserver_cmd(port), args, "0"), tagserver_env(graph_port, tmp),
+                 log) as proc:
         cold = wait_ok(f"http://{HOST}:{port}/healthy", proc)
         warm = load(port, args, args.warmup)
-        sat = load(port, args, args.duration)
+        sat = load(port, args, args.duration, pid=proc.pid)
         accepted += warm["ok"] + sat["ok"]
         result: dict[str, Any] = {**sat, "cold_start_s": cold}
         if paced:
@@ -193,11 +211,11 @@ def run_other(target: str, args: argparse.Namespace, graph_port: int, log: Path)
     port = free_port()
     cmd = [sys.executable, str(BENCH / "targets.py"), target, "--port", str(port),
            "--graph-url", f"http://{HOST}:{graph_port}"]
-    with process(cmd, dict(os.environ), log) as proc:
+    with process(pinned(cmd, args, "0"), dict(os.environ), log) as proc:
         # /e answers GET with 405: wait on the port with a real hit instead
         wait_port(port, proc)
         load(port, args, args.warmup)
-        return load(port, args, args.duration)
+        return load(port, args, args.duration, pid=proc.pid)
 
 
 def wait_port(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
@@ -219,7 +237,8 @@ def run_long(args: argparse.Namespace, graph_port: int, tmp: Path, log: Path) ->
     before = graph_stats(graph_port)
     samples: list[tuple[int, int]] = []
     hits = 0
-    with process(tagserver_cmd(port), tagserver_env(graph_port, tmp), log) as proc:
+    with process(pinned(tagserver_cmd(port), args, "0"), tagserver_env(graph_port, tmp),
+                 log) as proc:
         wait_ok(f"http://{HOST}:{port}/healthy", proc)
         while hits < args.long_hits:
             chunk = load(port, args, 10)
@@ -246,7 +265,8 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     for target in TARGETS:
         rows = [r[target] for r in rounds]
         summary[target] = {"rps": median(rows, "rps"), "p50_ms": median(rows, "p50_us") / 1000,
-                           "p99_ms": median(rows, "p99_us") / 1000}
+                           "p99_ms": median(rows, "p99_us") / 1000,
+                           "cpu_us": median(rows, "cpu_us_per_request")}
     for target in TARGETS:
         s = summary[target]
         s["vs_ceiling"] = s["rps"] / summary["ceiling"]["rps"]
@@ -266,12 +286,13 @@ def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
 
 
 def table(summary: dict[str, Any]) -> str:
-    lines = ["| target | requests/s | p50 ms | p99 ms | ÷ ceiling | ÷ alternative |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| target | requests/s | p50 ms | p99 ms | ÷ ceiling | ÷ alternative "
+             "| server CPU µs/request |",
+             "|---|---|---|---|---|---|---|"]
     for target in TARGETS:
         s = summary[target]
         lines.append(f"| {target} | {s['rps']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
-                     f"{s['vs_ceiling']:.2f} | {s['vs_alternative']:.1f} |")
+                     f"{s['vs_ceiling']:.2f} | {s['vs_alternative']:.1f} | {s['cpu_us']:.0f} |")
     t = summary["tagserver"]
     half = ("not measured" if t["half_rate_p99_ms"] is None else
             f"{t['half_rate_p99_ms']:.1f} ms (at {t['half_rate_rps']:,.0f} requests/s)")
@@ -305,10 +326,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long-hits", type=int, default=1_000_000)
     parser.add_argument("--python-load", action="store_true", help="use pyload.py, not wrk")
     parser.add_argument("--json", type=Path, help="write every figure here")
+    parser.add_argument("--pin", action="store_true",
+                        help="servers on CPU 0, wrk on CPU 1 (taskset): one core per server")
     args = parser.parse_args(argv)
 
     tool = "wrk" if shutil.which("wrk") and not args.python_load else "python (pyload.py)"
-    print(f"load: {tool}, {args.connections} connections, {args.duration:g} s per run; "
+    print(f"load: {tool}, {args.connections} connections, {args.duration:g} s per run"
+          f"{', pinned (servers CPU 0, wrk CPU 1)' if args.pin else ''}; "
           f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     with tempfile.TemporaryDirectory(prefix="tagserver-bench-") as tmp_name:
         tmp = Path(tmp_name)
@@ -318,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
                      str(graph_port), "--latency", str(args.latency)]
         rounds: list[dict[str, dict[str, Any]]] = []
         try:
-            with process(graph_cmd, dict(os.environ), log) as graph:
+            with process(pinned(graph_cmd, args, "1"), dict(os.environ), log) as graph:
                 wait_ok(f"http://{HOST}:{graph_port}/stats", graph)
                 for n in range(args.rounds):
                     row: dict[str, dict[str, Any]] = {}

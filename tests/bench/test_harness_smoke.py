@@ -24,7 +24,7 @@ def test_harness_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "harness.py"), "--rounds", "1", "--duration", "2",
-         "--warmup", "1", "--connections", "16", "--json", str(out)],
+         "--warmup", "1", "--connections", "16", "--pin", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
@@ -33,6 +33,7 @@ def test_harness_smoke_run(tmp_path: Path) -> None:
     for target in ("ceiling", "alternative", "tagserver"):
         assert summary[target]["rps"] > 0
         assert summary[target]["p99_ms"] >= summary[target]["p50_ms"] > 0
+        assert summary[target]["cpu_us"] > 0
     tagserver = summary["tagserver"]
     assert tagserver["accepted"] > 0
     assert tagserver["delivered"] == tagserver["accepted"]
