@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
+from typing import Any
 
 import httpx
 from itsdangerous import Signer
@@ -48,7 +49,7 @@ from tagserver.delivery.recorder import RecordingTransport
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sender import Sender
 from tagserver.exceptions import HitRejected, OriginNotAllowed, OutboxError
-from tagserver.front import Front
+from tagserver.front import Front, FrontedStarlette
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
@@ -283,8 +284,12 @@ def create_app(
     ]
     if settings.metrics_token is not None:
         routes.append(Route("/metrics", metrics_endpoint, methods=["GET"]))
-    app = Starlette(
-        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}
+    front_parts: dict[str, Any] = {}
+    app = FrontedStarlette(
+        routes=routes,
+        lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
+        front=lambda stack: Front(stack, **front_parts),
     )
     app.state.tagserver = state
 
@@ -298,8 +303,7 @@ def create_app(
          "/g/collect", "/g/collect/", "/_/set_cookie", "/_/service_worker/", "/{prefix}/g/collect",
          "/{prefix}/g/collect/", "/{prefix}/_/set_cookie", "/{prefix}/_/service_worker/"}
     )  # fmt: skip
-    app.add_middleware(
-        Front,
+    front_parts.update(
         limits=RequestLimits(
             max_header_bytes=settings.max_header_bytes,
             max_query_bytes=settings.max_query_bytes,
@@ -313,7 +317,7 @@ def create_app(
             "/healthy": "healthy",
             "/metrics": "metrics",
         },
-        # the hot route skips Starlette's router and exception middleware: it answers its errors
+        # the hot route skips all of Starlette's layers (the front answers its unexpected errors)
         fast={("POST", settings.collect_path): collect_asgi,
               ("OPTIONS", settings.collect_path): collect_asgi},
     )  # fmt: skip

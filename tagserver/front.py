@@ -18,10 +18,13 @@ Per request, in this order (``/healthy`` skips the limits, so a busy server stil
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
+from starlette.applications import Starlette
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tagserver.exceptions import HitRejected
 from tagserver.limits import RequestLimits
 from tagserver.logs import AccessLog
 from tagserver.metrics import Metrics
@@ -86,10 +89,13 @@ class Front:
 
                 await error_response(refused)(scope, receive, send_status)
                 return
-            handler = self.fast.get((scope["method"], path), self.app)
+            handler = self.fast.get((scope["method"], path))
             self.limits.in_flight += 1
             try:
-                await handler(scope, receive, send_status)
+                if handler is None:
+                    await self.app(scope, receive, send_status)
+                else:
+                    await self._fast(handler, scope, receive, send_status)
             finally:
                 self.limits.in_flight -= 1
         finally:
@@ -100,3 +106,38 @@ class Front:
                 )
             if self.access_log is not None:
                 self.access_log.write(scope["method"], path, status, elapsed)
+
+    async def _fast(self, handler: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a hot-route handler outside Starlette's error middleware: an exception it raises
+        is answered ``500`` in DESIGN.md's error shape (when no answer has started) and raised
+        on, so that the server logs it."""
+        started = False
+
+        async def send_started(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await handler(scope, receive, send_started)
+        except Exception:
+            if not started:
+                from tagserver.http import error_response
+
+                failed = HitRejected("internal error", errors=[])
+                failed.status = 500
+                await error_response(failed)(scope, receive, send)
+            raise
+
+
+class FrontedStarlette(Starlette):
+    """A Starlette application whose whole middleware stack (error middleware included) runs
+    inside a :class:`Front`, built by ``front(stack)`` when the stack is built."""
+
+    def __init__(self, *args: Any, front: Callable[[ASGIApp], Front], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._front = front
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack, wrapped by the front."""
+        return self._front(super().build_middleware_stack())

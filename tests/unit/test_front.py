@@ -1,0 +1,92 @@
+"""The front middleware: the hot route's dispatch and errors, timing and access lines."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+from starlette.types import Receive, Scope, Send
+
+from tagserver.front import Front
+from tagserver.limits import RequestLimits
+from tagserver.metrics import Metrics
+
+LIMITS = {"max_header_bytes": 10_000, "max_query_bytes": 1000, "max_concurrency": 10}
+
+
+class Recorder:
+    """An access log that keeps its lines."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, int]] = []
+
+    def write(self, method: str, path: str, status: int, elapsed_s: float) -> None:
+        assert elapsed_s >= 0
+        self.lines.append((method, path, status))
+
+
+async def _answer(send: Send, status: int, body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _front(fast: Any, log: Recorder, metrics: Metrics | None = None) -> Front:
+    async def rest(scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(send, 404, b"rest")
+
+    return Front(rest, limits=RequestLimits(**LIMITS), metrics=metrics, access_log=log,  # type: ignore[arg-type]
+                 routes={"/e": "collect"}, fast={("POST", "/e"): fast})  # fmt: skip
+
+
+def _get(front: Front, method: str, path: str, *, raise_errors: bool = True) -> httpx.Response:
+    async def go() -> httpx.Response:
+        transport = httpx.ASGITransport(app=front, raise_app_exceptions=raise_errors)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.request(method, path)
+
+    return asyncio.run(go())
+
+
+def test_the_hot_route_goes_to_its_handler_and_the_rest_to_the_app() -> None:
+    async def fast(scope: Scope, receive: Receive, send: Send) -> None:
+        await _answer(send, 200, b"fast")
+
+    log, metrics = Recorder(), Metrics()
+    front = _front(fast, log, metrics)
+    assert _get(front, "POST", "/e").content == b"fast"
+    assert _get(front, "GET", "/e").content == b"rest"  # another method: the router's job
+    assert _get(front, "POST", "/other").content == b"rest"
+    assert log.lines == [("POST", "/e", 200), ("GET", "/e", 404), ("POST", "/other", 404)]
+    text = metrics.render().decode()
+    assert 'tagserver_request_duration_seconds_count{route="collect"} 2.0' in text
+    assert 'tagserver_request_duration_seconds_count{route="other"} 1.0' in text
+    assert front.in_flight == 0
+
+
+def test_an_unexpected_error_on_the_hot_route_is_a_json_500_and_raised_on() -> None:
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("bug")
+
+    log = Recorder()
+    front = _front(broken, log)
+    response = _get(front, "POST", "/e", raise_errors=False)
+    assert response.status_code == 500
+    assert response.json() == {"ok": False, "error": "internal error", "errors": [],
+                               "status": 500}  # fmt: skip
+    assert response.headers["cache-control"] == "no-store"
+    with pytest.raises(RuntimeError, match="bug"):
+        _get(front, "POST", "/e")  # the server sees the exception (and logs it)
+    assert log.lines == [("POST", "/e", 500), ("POST", "/e", 500)]
+    assert front.in_flight == 0
+
+
+def test_an_error_after_the_answer_started_is_only_raised() -> None:
+    async def late(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        raise RuntimeError("late")
+
+    front = _front(late, Recorder())
+    with pytest.raises(RuntimeError, match="late"):
+        _get(front, "POST", "/e")
