@@ -32,8 +32,9 @@ def hit(event_id: str) -> dict[str, object]:
 
 
 class HitLoad:
-    """Send a hit for every id of ``event_ids`` with ``threads`` workers; ``start()`` returns at
-    once, ``join()`` waits (bounded by ``timeout`` seconds per hit and the id count)."""
+    """Send a hit for every id of ``event_ids`` with ``threads`` workers to ``path`` of each
+    server; ``start()`` returns at once, ``join()`` waits (bounded by ``timeout`` seconds per hit
+    and the id count)."""
 
     def __init__(
         self,
@@ -42,8 +43,10 @@ class HitLoad:
         *,
         threads: int = 16,
         timeout: float = 10.0,
+        path: str = "/e",
     ) -> None:
         self.urls = [server.url for server in servers]
+        self.path = path  # the collect path (TAGSERVER_COLLECT_PATH)
         self.event_ids = list(event_ids)
         self.threads = threads
         self.timeout = timeout
@@ -67,7 +70,7 @@ class HitLoad:
         with httpx.Client(timeout=self.timeout) as client:
             for index in range(worker, len(self.event_ids), self.threads):
                 event_id = self.event_ids[index]
-                url = self.urls[index % len(self.urls)] + "/e"
+                url = self.urls[index % len(self.urls)] + self.path
                 try:
                     status = client.post(url, json=hit(event_id), headers=HEADERS).status_code
                 except httpx.HTTPError:
