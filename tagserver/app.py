@@ -53,6 +53,7 @@ from tagserver.front import Front, FrontedStarlette
 from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, handle_set_cookie
 from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
+    JSONReply,
     check_body_type,
     cors_headers,
     error_response,
@@ -484,7 +485,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         state.metrics.hit_outcome["unavailable"].inc()
         return outbox_unavailable(headers=cors)
     state.metrics.hit_outcome["accepted"].inc()
-    response = JSONResponse(
+    response = JSONReply(
         {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
     )
     set_cookies(response, identity.cookies)

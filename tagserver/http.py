@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from urllib.parse import urlsplit
@@ -27,6 +28,27 @@ def error_response(exc: HitRejected, *, headers: dict[str, str] | None = None) -
         status_code=exc.status,
         headers={"cache-control": "no-store", **extra, **(headers or {})},
     )
+
+
+class JSONReply(JSONResponse):
+    """A JSON answer built with the fewest steps, for the hot path: the same bytes and headers as
+    ``JSONResponse(content, headers=headers)`` (compact UTF-8 JSON, ``content-length``,
+    ``application/json``), with header names already lower case. Set-Cookie headers may be
+    appended to ``raw_headers`` afterwards."""
+
+    def __init__(self, content: object, headers: dict[str, str], status_code: int = 200) -> None:
+        self.status_code = status_code
+        self.background = None
+        self.body = _compact(content).encode("utf-8")
+        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        self.raw_headers += (
+            (b"content-length", str(len(self.body)).encode("ascii")),
+            (b"content-type", b"application/json"),
+        )
+
+
+#: ``json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":"))``, built once.
+_compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
 
 
 def _printable(text: str) -> str:

@@ -1,0 +1,35 @@
+"""JSONReply: the hot path's answer is byte-for-byte Starlette's JSONResponse."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from starlette.responses import JSONResponse
+
+from tagserver.http import JSONReply
+
+HEADERS = {"cache-control": "no-store", "access-control-allow-origin": "https://www.shop.example"}
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        {"event_id": "e-1", "commands": []},
+        {"event_id": "ünï-ʤ-😀", "commands": [["track", "Purchase", {"value": 1.5}]]},
+        {"nested": {"a": [1, 2.25, None, True, 'x"y\\z\n']}},
+    ],
+)
+def test_same_bytes_and_headers_as_json_response(content: object) -> None:
+    reply = JSONReply(content, dict(HEADERS))
+    expected = JSONResponse(content, headers=dict(HEADERS))
+    assert reply.body == expected.body
+    assert sorted(reply.raw_headers) == sorted(expected.raw_headers)
+    assert reply.status_code == expected.status_code == 200
+
+
+def test_nan_is_refused_like_json_response() -> None:
+    with pytest.raises(ValueError):
+        JSONReply({"value": math.nan}, {})
+    with pytest.raises(ValueError):
+        JSONResponse({"value": math.nan})
