@@ -59,10 +59,10 @@ def clean_custom_data(
     (numbers become their decimal string). A field (or list item) that cannot be made valid is
     dropped and reported — never the event; everything else is copied unchanged.
     """
+    if not raw:
+        return CustomDataCheck(data={})
     data = _copy(raw)
     dropped: list[tuple[str, str]] = []
-    if not data:
-        return CustomDataCheck(data=data, dropped=dropped)
     for key in ("value", "predicted_ltv"):
         if key in data:
             number = parse_value(data[key], locale=value_locale)
