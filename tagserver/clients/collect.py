@@ -236,6 +236,10 @@ def parse_event_time(raw: object, *, now: float) -> int:
         if not (raw.strip().isascii() and raw.strip().isdigit()):
             raise ValueError("expected unix seconds as a number")
         raw = int(raw.strip())
+    if isinstance(raw, int) and raw.bit_length() > 1000:  # no float holds it: far ahead, or
+        if raw < 0:  # far behind
+            raise ValueError("expected a positive unix time")
+        return int(now)
     if not math.isfinite(raw) or raw <= 0:
         raise ValueError("expected a positive unix time")
     seconds = raw / 1000 if raw >= MS_THRESHOLD else raw
