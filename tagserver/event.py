@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from tagserver.clients.ga4 import GA4Hit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Event:
     """An accepted event.
 
@@ -52,3 +52,50 @@ class Event:
     #: The purchase token check (:mod:`tagserver.purchase_token`): ``"valid"``, the reason it
     #: failed, or ``None`` when the event is no purchase.
     purchase_token: str | None = None
+
+    def __init__(
+        self,
+        event_name: str,
+        event_id: str,
+        event_time: int,
+        received_at: float,
+        event_source_url: str | None = None,
+        referrer_url: str | None = None,
+        custom_data: Mapping[str, object] | None = None,
+        user_data: Mapping[str, object] | None = None,
+        consent: Consent = GRANTED,
+        client_ip: str | None = None,
+        user_agent: str | None = None,
+        fbp: str | None = None,
+        fbc: str | None = None,
+        visitor_id: str | None = None,
+        cookies: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        ga4: GA4Hit | None = None,
+        action_source: str = "website",
+        purchase_token: str | None = None,
+    ) -> None:
+        """The dataclass's own ``__init__`` with the same fields and defaults (``None`` mappings
+        become new empty dicts), written out: one ``__dict__`` update instead of one
+        ``object.__setattr__`` per field of a frozen dataclass, for one event per hit."""
+        self.__dict__.update(
+            event_name=event_name,
+            event_id=event_id,
+            event_time=event_time,
+            received_at=received_at,
+            event_source_url=event_source_url,
+            referrer_url=referrer_url,
+            custom_data={} if custom_data is None else custom_data,
+            user_data={} if user_data is None else user_data,
+            consent=consent,
+            client_ip=client_ip,
+            user_agent=user_agent,
+            fbp=fbp,
+            fbc=fbc,
+            visitor_id=visitor_id,
+            cookies={} if cookies is None else cookies,
+            headers={} if headers is None else headers,
+            ga4=ga4,
+            action_source=action_source,
+            purchase_token=purchase_token,
+        )

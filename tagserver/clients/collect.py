@@ -10,7 +10,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +27,7 @@ MAX_FUTURE_S = 60
 MS_THRESHOLD = 10**12
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CollectHit:
     """A parsed hit. ``event_id`` is ``None`` when the page sent none (the server mints one);
     ``event_time`` is unix seconds, already corrected for milliseconds and fast clocks."""
@@ -41,14 +41,67 @@ class CollectHit:
     user_data: dict[str, Any] = field(default_factory=dict)
     consent: Consent = GRANTED
 
+    def __init__(
+        self,
+        event_name: str,
+        event_id: str | None,
+        event_time: int,
+        event_source_url: str | None = None,
+        referrer_url: str | None = None,
+        custom_data: dict[str, Any] | None = None,
+        user_data: dict[str, Any] | None = None,
+        consent: Consent = GRANTED,
+    ) -> None:
+        """The dataclass's ``__init__``, written out as one ``__dict__`` update (a frozen
+        dataclass's sets each field with ``object.__setattr__``); ``None`` mappings become new
+        empty dicts."""
+        self.__dict__.update(
+            event_name=event_name,
+            event_id=event_id,
+            event_time=event_time,
+            event_source_url=event_source_url,
+            referrer_url=referrer_url,
+            custom_data={} if custom_data is None else custom_data,
+            user_data={} if user_data is None else user_data,
+            consent=consent,
+        )
+
 
 #: Deepest nesting accepted in a body (the body object itself is level 1).
 MAX_DEPTH = 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Type unions for ``isinstance`` made once (a ``str | int`` written in the call is built anew
+#: every time).
+_CONTAINER = (dict, list)
+_TIME_TYPES = int | float | str
+_ID_TYPES = str | int
+_SCALAR = str | int | float
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+class _NonFiniteNumber(ValueError):
+    """A number literal too large for a float (``1e400``): the body takes the slow path."""
+
+
+def _finite_float(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise _NonFiniteNumber(text)
+    return number
+
+
+#: Decodes most bodies in one pass: ``NaN``/``Infinity`` are refused as by :func:`_decode`, a
+#: number that overflows to infinity stops the decoding (the body is then decoded again by
+#: :func:`_decode` and :func:`_check_tree` names the field). One shared instance: a
+#: ``JSONDecoder`` holds no per-call state.
+_FAST_DECODER = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+#: The only way a lone surrogate reaches a decoded string: a ``\uD800``..``\uDFFF`` escape (strict
+#: UTF-8 decoding refuses encoded surrogates). A match may be a valid pair or an escaped
+#: backslash: it only sends the body through the full :func:`_check_tree`.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _check_tree(value: object, path: str, depth: int, errors: list[dict[str, str]]) -> None:
@@ -57,41 +110,48 @@ def _check_tree(value: object, path: str, depth: int, errors: list[dict[str, str
     if len(errors) >= 10:
         return
     if isinstance(value, str):
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
+        if not value.isascii() and any(0xD800 <= ord(ch) <= 0xDFFF for ch in value):
             errors.append({"field": path, "message": "contains a lone UTF-16 surrogate"})
     elif isinstance(value, float):
         if not math.isfinite(value):
             errors.append({"field": path, "message": "number out of range"})
-    elif isinstance(value, dict | list):
+    elif isinstance(value, _CONTAINER):
         if depth > MAX_DEPTH:
             errors.append({"field": path, "message": f"nested deeper than {MAX_DEPTH} levels"})
             return
         items = value.items() if isinstance(value, dict) else enumerate(value)
         for key, item in items:
-            if isinstance(key, str) and any(0xD800 <= ord(ch) <= 0xDFFF for ch in key):
+            if (
+                isinstance(key, str)
+                and not key.isascii()
+                and any(0xD800 <= ord(ch) <= 0xDFFF for ch in key)
+            ):
                 errors.append({"field": path, "message": "a key contains a lone UTF-16 surrogate"})
             _check_tree(item, f"{path}.{key}" if path else str(key), depth + 1, errors)
 
 
-def decode_json_body(body: bytes) -> dict[str, Any]:
-    """UTF-8 JSON object from ``body``.
+def _too_deep(value: object, depth: int) -> bool:
+    """Whether an object or array in ``value`` (itself at ``depth``) lies deeper than
+    :data:`MAX_DEPTH`."""
+    if isinstance(value, dict):
+        value = value.values()
+    elif not isinstance(value, list):
+        return False
+    if depth > MAX_DEPTH:
+        return True
+    for item in value:
+        if isinstance(item, _CONTAINER) and _too_deep(item, depth + 1):
+            return True
+    return False
 
-    Raises :class:`HitRejected` for invalid UTF-8, malformed JSON (with line and column), a value
-    that is not an object, ``NaN``/``Infinity`` or numbers out of range, integers too long to
-    convert, lone UTF-16 surrogates (``"\\ud800"``: no UTF-8 request can carry them) and nesting
-    deeper than :data:`MAX_DEPTH`.
-    """
+
+def _decode(text: str, decoder: json.JSONDecoder | None) -> Any:
+    """``text`` decoded by ``decoder`` (``None``: ``json.loads`` refusing ``NaN``/``Infinity``),
+    every failure as :class:`HitRejected`; :class:`_NonFiniteNumber` passes through."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise HitRejected(
-            "body is not valid UTF-8",
-            errors=[{"field": "body", "message": f"invalid byte at offset {exc.start}"}],
-        ) from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
+        if decoder is None:
+            return json.loads(text, parse_constant=_reject_constant)
+        return decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise HitRejected(
             "body is not valid JSON",
@@ -103,21 +163,58 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
         raise HitRejected(
             "body is nested too deeply", errors=[{"field": "body", "message": "too deep"}]
         ) from None
+    except _NonFiniteNumber:
+        raise
     except ValueError as exc:  # NaN/Infinity, integers over Python's digit limit
         message = str(exc) if "is not a JSON number" in str(exc) else "a number has too many digits"
         raise HitRejected(
             "body holds a number JSON cannot carry",
             errors=[{"field": "body", "message": message}],
         ) from None
+
+
+def decode_json_body(body: bytes) -> dict[str, Any]:
+    """UTF-8 JSON object from ``body``.
+
+    Raises :class:`HitRejected` for invalid UTF-8, malformed JSON (with line and column), a value
+    that is not an object, ``NaN``/``Infinity`` or numbers out of range, integers too long to
+    convert, lone UTF-16 surrogates (``"\\ud800"``: no UTF-8 request can carry them) and nesting
+    deeper than :data:`MAX_DEPTH`.
+
+    Most bodies are checked while they are decoded (:data:`_FAST_DECODER`) and by two scans of
+    the text (surrogate escapes, brackets); only a body that might hold a problem is walked by
+    :func:`_check_tree`, which names every problem's field.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise HitRejected(
+            "body is not valid UTF-8",
+            errors=[{"field": "body", "message": f"invalid byte at offset {exc.start}"}],
+        ) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    suspect = False
+    try:
+        # json.loads refuses a second BOM with its own message: that body takes the slow path
+        data = _decode(text, None if text.startswith("\ufeff") else _FAST_DECODER)
+    except _NonFiniteNumber:
+        data = _decode(text, None)
+        suspect = True
     if not isinstance(data, dict):
         raise HitRejected(
             "body must be a JSON object",
             errors=[{"field": "body", "message": f"expected an object, got {type(data).__name__}"}],
         )
-    errors: list[dict[str, str]] = []
-    _check_tree(data, "", 1, errors)
-    if errors:
-        raise HitRejected("body holds values that cannot be sent on", errors=errors)
+    if not suspect and "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
+        suspect = True
+    if not suspect and text.count("{") + text.count("[") > MAX_DEPTH:
+        suspect = _too_deep(data, 1)
+    if suspect:
+        errors: list[dict[str, str]] = []
+        _check_tree(data, "", 1, errors)
+        if errors:
+            raise HitRejected("body holds values that cannot be sent on", errors=errors)
     return data
 
 
@@ -131,12 +228,18 @@ def parse_event_time(raw: object, *, now: float) -> int:
     string); ``None`` → ``now``; more than 60 s ahead → ``now``. Raises ``ValueError`` otherwise."""
     if raw is None:
         return int(now)
-    if isinstance(raw, bool) or not isinstance(raw, int | float | str):
+    if type(raw) is int and 0 < raw < MS_THRESHOLD:  # the usual case: whole seconds
+        return int(now) if raw > now + MAX_FUTURE_S else raw
+    if isinstance(raw, bool) or not isinstance(raw, _TIME_TYPES):
         raise ValueError("expected unix seconds as a number")
     if isinstance(raw, str):
         if not (raw.strip().isascii() and raw.strip().isdigit()):
             raise ValueError("expected unix seconds as a number")
         raw = int(raw.strip())
+    if isinstance(raw, int) and raw.bit_length() > 1000:  # no float holds it: far ahead, or
+        if raw < 0:  # far behind
+            raise ValueError("expected a positive unix time")
+        return int(now)
     if not math.isfinite(raw) or raw <= 0:
         raise ValueError("expected a positive unix time")
     seconds = raw / 1000 if raw >= MS_THRESHOLD else raw
@@ -165,18 +268,18 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
     name = data.get("event_name")
     if not isinstance(name, str) or not name.strip():
         bad("event_name", 'required: a non-empty string such as "Purchase" or "page_view"')
-    elif len(name) > MAX_NAME_LENGTH or not _is_clean_text(name):
+    elif len(name) > MAX_NAME_LENGTH or _CONTROL.search(name) is not None:
         bad("event_name", f"at most {MAX_NAME_LENGTH} characters, no control characters")
 
     raw_id = data.get("event_id")
     event_id: str | None = None
     if raw_id is None:
         pass
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
+    elif isinstance(raw_id, bool) or not isinstance(raw_id, _ID_TYPES):
         bad("event_id", "expected a string (or an integer), kept exactly as sent")
     else:
         event_id = raw_id if isinstance(raw_id, str) else str(raw_id)
-        if not event_id or len(event_id) > MAX_ID_LENGTH or not _is_clean_text(event_id):
+        if not event_id or len(event_id) > MAX_ID_LENGTH or _CONTROL.search(event_id) is not None:
             bad("event_id", f"1 to {MAX_ID_LENGTH} characters, no control characters")
 
     event_time = int(now)
@@ -185,36 +288,31 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
     except ValueError as exc:
         bad("event_time", str(exc))
 
-    urls: dict[str, str | None] = {}
-    for key in ("event_source_url", "referrer_url"):
-        value = data.get(key)
-        if value is None or value == "":
-            urls[key] = None
-        elif not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
-            bad(key, f"expected a URL string of at most {MAX_URL_LENGTH} characters")
-        elif not value.startswith(("https://", "http://")):
-            bad(key, "expected an absolute http(s) URL")
-        else:
-            urls[key] = value
+    page_url = _url(data.get("event_source_url"), "event_source_url", bad)
+    referrer_url = _url(data.get("referrer_url"), "referrer_url", bad)
 
-    objects: dict[str, dict[str, Any]] = {}
-    for key in ("custom_data", "user_data"):
-        value = data.get(key)
-        if value is None:
-            objects[key] = {}
-        elif not isinstance(value, dict):
-            bad(key, "expected an object")
-        else:
-            objects[key] = value
-    for key, value in objects.get("user_data", {}).items():
-        if not _is_user_value(value):
-            bad(f"user_data.{key}", "expected a string, a number or a list of them")
+    custom_data = data.get("custom_data")
+    if custom_data is None:
+        custom_data = {}
+    elif not isinstance(custom_data, dict):
+        bad("custom_data", "expected an object")
+    user_data = data.get("user_data")
+    if user_data is None:
+        user_data = {}
+    elif not isinstance(user_data, dict):
+        bad("user_data", "expected an object")
+    else:
+        for key, value in user_data.items():
+            if not _is_user_value(value):
+                bad(f"user_data.{key}", "expected a string, a number or a list of them")
 
     consent = GRANTED
-    try:
-        consent = parse_consent(data.get("consent"))
-    except HitRejected as exc:
-        errors.extend(exc.errors)
+    raw_consent = data.get("consent")
+    if raw_consent is not None:  # parse_consent(None) is GRANTED
+        try:
+            consent = parse_consent(raw_consent)
+        except HitRejected as exc:
+            errors.extend(exc.errors)
 
     if errors:
         raise HitRejected("invalid event", errors=errors)
@@ -223,22 +321,38 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
         event_name=name.strip(),
         event_id=event_id,
         event_time=event_time,
-        event_source_url=urls.get("event_source_url"),
-        referrer_url=urls.get("referrer_url"),
-        custom_data=objects["custom_data"],
-        user_data=objects["user_data"],
+        event_source_url=page_url,
+        referrer_url=referrer_url,
+        custom_data=custom_data,
+        user_data=user_data,
         consent=consent,
     )
 
 
+def _url(value: object, key: str, bad: Callable[[str, str], None]) -> str | None:
+    """An absolute http(s) URL of at most :data:`MAX_URL_LENGTH` characters, or ``None`` when
+    absent or empty; anything else is reported to ``bad`` (and gives ``None``)."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
+        bad(key, f"expected a URL string of at most {MAX_URL_LENGTH} characters")
+    elif not value.startswith(("https://", "http://")):
+        bad(key, "expected an absolute http(s) URL")
+    else:
+        return value
+    return None
+
+
 def _is_user_value(value: object) -> bool:
+    if type(value) is str or value is None:
+        return True
     if isinstance(value, list):
         return len(value) <= 20 and all(_is_scalar(item) for item in value)
-    return _is_scalar(value) or value is None
+    return _is_scalar(value)
 
 
 def _is_scalar(value: object) -> bool:
-    return isinstance(value, str | int | float) and not isinstance(value, bool)
+    return isinstance(value, _SCALAR) and not isinstance(value, bool)
 
 
 def event_from_hit(

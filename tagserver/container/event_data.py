@@ -61,6 +61,9 @@ ALIASES: dict[str, tuple[str, str]] = {
     "items": ("custom_data", "contents"),
 }
 
+#: ``(alias, custom_data key)`` of the aliases that copy a value.
+_SCALAR_ALIASES = tuple((alias, ALIASES[alias][1]) for alias in ("value", "currency", "transaction_id"))
+
 #: The purchase token check of the event (``valid`` or why not); see :mod:`tagserver.purchase_token`.
 PURCHASE_TOKEN_KEY = "x-ts-purchase-token"
 
@@ -85,22 +88,27 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
         "event_time": event.event_time,
         "action_source": event.action_source,
     }
-    optional = (
-        ("page_location", event.event_source_url),
-        ("page_referrer", event.referrer_url),
-        ("client_id", event.visitor_id),
-        ("user_agent", event.user_agent),
-        ("ip_override", event.client_ip),
-        ("x-fb-ck-fbp", event.fbp),
-        ("x-fb-ck-fbc", event.fbc),
-    )
-    for key, value in optional:
-        if value is not None:
-            data[key] = value
-    data["custom_data"] = dict(event.custom_data)
+    # written out, key by key in this order: one event per hit comes through here
+    if event.event_source_url is not None:
+        data["page_location"] = event.event_source_url
+    if event.referrer_url is not None:
+        data["page_referrer"] = event.referrer_url
+    if event.visitor_id is not None:
+        data["client_id"] = event.visitor_id
+    if event.user_agent is not None:
+        data["user_agent"] = event.user_agent
+    if event.client_ip is not None:
+        data["ip_override"] = event.client_ip
+    if event.fbp is not None:
+        data["x-fb-ck-fbp"] = event.fbp
+    if event.fbc is not None:
+        data["x-fb-ck-fbc"] = event.fbc
+    custom = data["custom_data"] = dict(event.custom_data)
     data["user_data"] = dict(event.user_data)
     if event.purchase_token is not None:
         data[PURCHASE_TOKEN_KEY] = event.purchase_token
+    if not custom:  # no alias to fill
+        return data
     return add_aliases(data)
 
 
@@ -137,10 +145,9 @@ def add_aliases(data: dict[str, Any]) -> dict[str, Any]:
     """Fill the missing aliases of ``data`` from ``custom_data`` (``value``, ``currency``,
     ``transaction_id``, ``items``) in place; returns ``data``. Aliases already present win."""
     custom = data.get("custom_data")
-    if not isinstance(custom, Mapping):
+    if not (isinstance(custom, dict) or isinstance(custom, Mapping)):
         return data
-    for alias in ("value", "currency", "transaction_id"):
-        source = ALIASES[alias][1]
+    for alias, source in _SCALAR_ALIASES:
         if alias not in data and custom.get(source) is not None:
             data[alias] = custom[source]
     contents = custom.get("contents")

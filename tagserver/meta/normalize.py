@@ -47,6 +47,13 @@ _TRIM = JS_TRIM_CHARS + "\x1c\x1d\x1e\x1f\x85"  # JS trim plus the rest of Pytho
 
 _PREHASHED = re.compile(r"\s*[0-9a-fA-F]{64}(?:\.[A-Za-z0-9_-]{2,8})?\s*")
 _ASCII_DROP = re.compile(r"[^a-z0-9]+")
+#: ASCII characters of the Unicode categories Z and C: the space and the controls.
+_ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+_ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
+#: What :func:`normalize_zip` removes from ASCII: categories Z and C, and Pd (``-``).
+_ASCII_ZIP_DROP = re.compile(r"[\x00-\x20\x2d\x7f]+")
+#: Not a decimal digit (``\d`` of a str pattern is Unicode category Nd, as ``str.isdecimal``).
+_NOT_DECIMAL = re.compile(r"\D+")
 _ZIP_US = re.compile(r"[0-9]{5}(?:[0-9]{4})?")
 _DIGITS = re.compile(r"[0-9]+")
 _DATE_YMD = re.compile(r"([0-9]{4})([-/.])([0-9]{1,2})\2([0-9]{1,2})")
@@ -131,7 +138,24 @@ def normalize_email(value: str) -> str | None:
     digit (``"😀@😀.com"``, ``"a@localhost"`` and ``"a@b..c"`` are refused), and no whitespace or
     control characters inside.
     """
-    text = unicodedata.normalize("NFC", value.strip(_TRIM)).lower()
+    text = value.strip(_TRIM)
+    if text.isascii():  # NFC changes no ASCII text; Z and C are the space and the controls
+        text = text.lower()
+        local, at, domain = text.partition("@")
+        if not at or not local or not domain or "@" in domain:
+            return None
+        if _ASCII_SPACE_OR_CONTROL.search(text) is not None:
+            return None
+        labels = domain.split(".")
+        if len(labels) < 2 or not all(_ASCII_ALNUM.search(p) for p in [local, *labels]):
+            return None
+        return text
+    return _normalize_email_text(text)
+
+
+def _normalize_email_text(text: str) -> str | None:
+    """:func:`normalize_email` of a trimmed value, for any text (the rule as Meta states it)."""
+    text = unicodedata.normalize("NFC", text).lower()
     text = unicodedata.normalize("NFC", text)
     local, at, domain = text.partition("@")
     if not at or not local or not domain or "@" in domain:
@@ -180,7 +204,7 @@ def normalize_phone(value: str, *, country: str | None) -> str | None:
     only") is enough, as the library's ranges lag behind new allocations. Else ``None``.
     """
     text = value.strip(_TRIM)
-    digits = "".join(ch for ch in text if ch.isdecimal())
+    digits = _NOT_DECIMAL.sub("", text)
     if not digits:
         return None
     region = _phone_region(country)
@@ -259,18 +283,26 @@ def normalize_zip(value: str, *, country: str | None) -> str | None:
     "m11ae", "37221-3312" -> "37221"). The US rule applies for ``country`` us, or unknown when
     the value is 5 or 9 digits. ``None`` when empty, not ASCII letters/digits, or (US) not a ZIP.
     """
-    text = unicodedata.normalize("NFKC", value).lower()
-    text = "".join(
-        ch
-        for ch in text
-        if unicodedata.category(ch)[0] not in "ZC" and unicodedata.category(ch) != "Pd"
-    )
+    if value.isascii():  # NFKC changes no ASCII text
+        text = _ASCII_ZIP_DROP.sub("", value.lower())
+    else:
+        text = _zip_text(value)
     if not text or not (text.isascii() and text.isalnum()):
         return None
     alpha_2 = normalize_country(country) if country else None
     if alpha_2 in ("us", None) and _ZIP_US.fullmatch(text):
         return text[:5]
     return None if alpha_2 == "us" else text
+
+
+def _zip_text(value: str) -> str:
+    """NFKC, lowercase, without the characters of categories Z, C and Pd (any text)."""
+    text = unicodedata.normalize("NFKC", value).lower()
+    return "".join(
+        ch
+        for ch in text
+        if unicodedata.category(ch)[0] not in "ZC" and unicodedata.category(ch) != "Pd"
+    )
 
 
 @functools.lru_cache(maxsize=1024)
@@ -441,6 +473,27 @@ _RULES: dict[str, Callable[[str, str | None], str | None]] = {
 }
 
 
+#: Keys whose rule reads the visitor's country.
+_COUNTRY_KEYS = frozenset({"ph", "st", "zp"})
+
+
+def _hash_item(key: str, text: str, country: str | None) -> str | None:
+    """What :func:`hash_user_data` sends for one value of ``key``: a pre-hashed value as sent,
+    else the SHA-256 of its normalised form; ``None`` when it normalises to nothing."""
+    if is_prehashed(text):
+        return _passthrough(text)
+    normalized = _RULES[key](text, country)
+    return sha256_hex(normalized) if normalized else None
+
+
+#: :func:`_hash_item` for the keys whose rule depends on its inputs only (not ``db``: a birthday
+#: in the future is refused, and the future moves). Customers' names, cities, zips and countries
+#: repeat from hit to hit; 4,096 entries of at most 512 characters keep it to a few MB. The
+#: cache holds customer data in memory as the process already does while it works; nothing
+#: reads or logs it.
+_cached_hash_item = functools.lru_cache(maxsize=4096)(_hash_item)
+
+
 def hash_user_data(
     user_data: Mapping[str, object], *, default_country: str | None = None
 ) -> dict[str, str | list[str]]:
@@ -463,21 +516,23 @@ def hash_user_data(
         if key not in user_data:
             continue
         raw = user_data[key]
-        items = list(raw) if isinstance(raw, list | tuple) else [raw]
+        hash_item = _hash_item if key == "db" else _cached_hash_item
+        key_country = country if key in _COUNTRY_KEYS else None
+        if not isinstance(raw, list | tuple):
+            text = _as_text(key, raw)
+            if text is not None and len(text) <= MAX_VALUE_LENGTH:
+                out = hash_item(key, text, key_country)
+                if out is not None:
+                    result[key] = out
+            continue
         hashed: list[str] = []
-        for item in items:
+        for item in raw:
             text = _as_text(key, item)
             if text is None or len(text) > MAX_VALUE_LENGTH:
                 continue
-            if is_prehashed(text):
-                out = _passthrough(text)
-            else:
-                normalized = _RULES[key](text, country)
-                if not normalized:
-                    continue
-                out = sha256_hex(normalized)
-            if out not in hashed:
+            out = hash_item(key, text, key_country)
+            if out is not None and out not in hashed:
                 hashed.append(out)
         if hashed:
-            result[key] = hashed if isinstance(raw, list | tuple) else hashed[0]
+            result[key] = hashed
     return result

@@ -59,7 +59,9 @@ def clean_custom_data(
     (numbers become their decimal string). A field (or list item) that cannot be made valid is
     dropped and reported — never the event; everything else is copied unchanged.
     """
-    data = copy.deepcopy(dict(raw))
+    if not raw:
+        return CustomDataCheck(data={})
+    data = _copy(raw)
     dropped: list[tuple[str, str]] = []
     for key in ("value", "predicted_ltv"):
         if key in data:
@@ -112,6 +114,37 @@ def clean_custom_data(
             else:
                 data[key] = text
     return CustomDataCheck(data=data, dropped=dropped)
+
+
+#: Nesting past which :func:`_copy` hands the whole value to ``copy.deepcopy`` (which also
+#: copes with cycles; decoded JSON has neither such depth nor cycles).
+_MAX_COPY_DEPTH = 32
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """``copy.deepcopy(dict(raw))`` made fast for JSON values: dicts and lists are copied, strings,
+    numbers, booleans and ``None`` (immutable) are shared, anything else is deep-copied."""
+    try:
+        return {key: _copy_value(value, 1) for key, value in raw.items()}
+    except _TooDeep:
+        return copy.deepcopy(dict(raw))
+
+
+def _copy_value(value: Any, depth: int) -> Any:
+    kind = type(value)
+    if kind is str or kind is int or kind is float or kind is bool or value is None:
+        return value
+    if depth > _MAX_COPY_DEPTH:
+        raise _TooDeep
+    if kind is dict:
+        return {key: _copy_value(item, depth + 1) for key, item in value.items()}
+    if kind is list:
+        return [_copy_value(item, depth + 1) for item in value]
+    return copy.deepcopy(value)
 
 
 def _id_text(value: object) -> str | None:
@@ -225,6 +258,8 @@ def check_purchase(event_name: str, custom_data: Mapping[str, Any]) -> str | Non
 def check_website_event(*, event_source_url: str | None, user_agent: str | None) -> str | None:
     """A reason when a website event lacks what Meta requires of it (``event_source_url`` and
     ``client_user_agent``, Meta "Conversions API parameters": website events), else ``None``."""
+    if event_source_url and user_agent:
+        return None
     missing = [name for name, value in (("event_source_url", event_source_url),
                                         ("client_user_agent", user_agent)) if not value]
     return "website event without " + " and ".join(missing) if missing else None

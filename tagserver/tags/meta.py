@@ -17,6 +17,7 @@ the image pixel in the browser).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import re
@@ -29,7 +30,7 @@ from tagserver.container.event_data import PURCHASE_TOKEN_KEY
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
 from tagserver.meta.events import is_standard_event, meta_event_name
-from tagserver.meta.from_ga4 import ga4_custom_data, ga4_user_data
+from tagserver.meta.from_ga4 import USER_DATA_KEYS, ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
     MAX_EVENT_AGE_PHYSICAL_STORE_S,
@@ -170,8 +171,9 @@ class MetaTag:
             user_agent_mode=raw.get("user_agent", "full"),
         )
 
-    @property
+    @functools.cached_property
     def destination(self) -> MetaDestination:
+        """The batch key of this tag's CAPI events (made once: the tag is immutable)."""
         return MetaDestination(
             self.pixel_id, self.api_version, self.access_token, self.test_event_code
         )
@@ -260,7 +262,7 @@ class MetaTag:
             scope, user_agent=user_agent, default_country=default_country
         )
         if check.data:
-            capi["custom_data"] = dict(check.data)
+            capi["custom_data"] = check.data  # a copy already, used by nothing else
         result.outbound.append(Outbound(self.destination, capi))
         return result
 
@@ -270,7 +272,7 @@ class MetaTag:
         common event data as for a gtag.js hit; then the tag's own ``custom_data`` mapping."""
         data = scope.data
         raw = data.get("custom_data")
-        if isinstance(raw, Mapping):
+        if isinstance(raw, dict) or isinstance(raw, Mapping):
             base = common_custom_data(data)
             custom: Mapping[str, Any] = {**base, **raw} if base else raw
         else:
@@ -291,10 +293,13 @@ class MetaTag:
         left out when ``ad_user_data`` is denied."""
         data = scope.data
         user: CapiUserData = {}
-        ip = redact_ip(_text(data.get("ip_override")), self.redact_ip)
+        ip = _text(data.get("ip_override"))
+        if ip and self.redact_ip != "none":
+            ip = redact_ip(ip, self.redact_ip)
         if ip:
             user["client_ip_address"] = ip
-        user_agent = trim_user_agent(user_agent, self.user_agent_mode)
+        if self.user_agent_mode != "full":
+            user_agent = trim_user_agent(user_agent, self.user_agent_mode)
         if user_agent:
             user["client_user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
         fbp = _text(data.get("x-fb-ck-fbp"))
@@ -305,7 +310,7 @@ class MetaTag:
             user["fbc"] = fbc
         if scope.consent.ad_user_data:
             raw = data.get("user_data")
-            customer: dict[str, Any] = common_user_data(raw)
+            customer: dict[str, Any] = common_user_data(raw) if raw else {}
             lead_id = _text(customer.get("lead_id"))
             if lead_id and LEAD_ID_RE.fullmatch(lead_id):
                 user["lead_id"] = int(lead_id)  # never hashed (REFERENCE §1)
@@ -373,15 +378,24 @@ def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
+#: The sGTM user-provided data keys that :func:`common_user_data` maps (Meta keys map to
+#: themselves), and ``address``.
+_SGTM_USER_KEYS = frozenset(
+    {key for key, meta_key in USER_DATA_KEYS.items() if key != meta_key} | {"address"}
+)
+
+
 def common_user_data(raw: object) -> dict[str, Any]:
     """Customer information with Meta keys (``em``, ``ph``, ...): Meta keys as sent, plus sGTM's
     user-provided data keys mapped as for a gtag.js hit (``email_address``, ``phone_number``,
     their ``sha256_`` forms, ``address`` — an object or a list, the first one counts — with
     ``first_name``, ``city``, ...; :func:`tagserver.meta.from_ga4.ga4_user_data`); a Meta key
     that is present wins."""
-    if not isinstance(raw, Mapping):
+    if not (isinstance(raw, dict) or isinstance(raw, Mapping)):
         return {}
     customer = dict(raw)
+    if _SGTM_USER_KEYS.isdisjoint(customer):  # Meta keys only: nothing to map
+        return customer
     address = customer.get("address")
     if isinstance(address, list):
         address = address[0] if address else None
@@ -421,8 +435,12 @@ def trim_user_agent(user_agent: str | None, mode: str) -> str | None:
 
 
 def _text(value: object) -> str | None:
-    text = as_text(value) if isinstance(value, str | int | float) else None
-    return text or None
+    """A string, number or boolean as non-empty text, else ``None``."""
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, int | float):
+        return as_text(value) or None
+    return None
 
 
 def pixel_image_url(

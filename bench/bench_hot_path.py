@@ -1,0 +1,198 @@
+"""Benchmark: CPU time per ``POST /e`` hit from body bytes to the container result, in process.
+
+Run from the repository root::
+
+    .venv/bin/python bench/bench_hot_path.py                  # 20,000 hits per run, 7 runs
+    .venv/bin/python bench/bench_hot_path.py --hits 50000 --runs 9
+    .venv/bin/python bench/bench_hot_path.py --profile out.prof   # cProfile of one mix run
+
+What one hit costs here is the work of the collect client and the container that
+``handle_collect`` (``tagserver/app.py``) does per hit, with no server, no network and no
+outbox: ``parse_collect_body(body)`` → ``event_from_hit(...)`` with the context the server passes
+(the hit's event id, the page URL, the ``_fbp`` and signed visitor id that
+``resolve_identity`` gives, a public client IP, the User-Agent, the request cookies and the
+headers without ``Cookie``) → ``run_container`` with the shipped container of ``tags/`` loaded as
+the server loads it (``META_PIXEL_ID``/``META_ACCESS_TOKEN`` set). Left out, because other
+modules own them: rate limits, identity resolution, ``apply_privacy`` and the outbox.
+
+The bodies are those of ``bench/hits.lua`` (the harness's wrk load): 60 % PageView, 30 %
+AddToCart (``custom_data`` value, currency, content_ids, content_type), 10 % Purchase with e-mail,
+phone, first and last name, city, zip, country and external id. Unlike wrk's 200 recycled
+requests every hit here has its own number ``i`` (event id, e-mail, phone, order id), so a cache
+of normalised contact data only helps where values really repeat (country, names, city, zip).
+
+Figures: CPU microseconds per hit (``time.process_time``) for the mix and for each kind alone,
+the best and the median of ``--runs`` runs (the best run is the one least disturbed by other
+processes on a shared machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from itsdangerous import Signer  # noqa: E402
+
+from tagserver.clients.collect import event_from_hit, parse_collect_body  # noqa: E402
+from tagserver.container.loader import Container, load_container  # noqa: E402
+from tagserver.container.runtime import ContainerResult, run_container  # noqa: E402
+from tagserver.identity import (  # noqa: E402
+    VISITOR_ID_SALT,
+    parse_cookie_header,
+    resolve_cookie_scope,
+    resolve_identity,
+)
+
+ENVIRON = {"META_PIXEL_ID": "1234567890123", "META_ACCESS_TOKEN": "EAAbench-token-0001"}
+NOW = 1_760_000_000
+UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+      "Chrome/130.0 Safari/537.36")
+FBP = f"fb.1.{NOW - 86400}000.100007919"
+COOKIE_HEADER = f"_fbp={FBP}; _ga=GA1.1.123456789.1700000000"
+#: The request headers as Starlette lists them (lower case); ``Cookie`` is left out, as
+#: ``context_headers`` does.
+HEADERS = {
+    "host": "t.shop.example",
+    "origin": "https://www.shop.example",
+    "content-type": "text/plain;charset=UTF-8",
+    "user-agent": UA,
+    "accept": "*/*",
+}
+COOKIES = {"_fbp": FBP, "_ga": "GA1.1.123456789.1700000000"}
+CLIENT_IP = "203.0.113.7"
+KINDS = ("PageView", "AddToCart", "Purchase")
+
+
+def body(i: int, kind: str) -> bytes:
+    """The body ``hits.lua`` sends for hit number ``i`` of ``kind``."""
+    eid = f"1-{NOW}-{i:06d}"
+    url = f"https://www.shop.example/products/item-{i % 97}?utm_source=news"
+    if kind == "PageView":
+        text = (f'{{"event_name":"PageView","event_id":"{eid}","event_time":{NOW},'
+                f'"event_source_url":"{url}","referrer_url":"https://www.shop.example/"}}')
+    elif kind == "AddToCart":
+        text = (f'{{"event_name":"AddToCart","event_id":"{eid}","event_time":{NOW},'
+                f'"event_source_url":"{url}","custom_data":{{"value":"19.90","currency":"eur",'
+                f'"content_ids":["sku-{i % 97}"],"content_type":"product"}}}}')
+    else:
+        text = (f'{{"event_name":"Purchase","event_id":"{eid}","event_time":{NOW},'
+                f'"event_source_url":"https://www.shop.example/thanks?o={i}",'
+                f'"custom_data":{{"value":"{10 + i % 90}.50","currency":"EUR",'
+                f'"content_ids":["sku-{i % 97}","sku-3"],"order_id":"A-{i}"}},'
+                f'"user_data":{{"em":" Buyer{i}@Example.com","ph":"+1 (650) 555-{i % 10000:04d}",'
+                f'"fn":"Jane","ln":"Doe","ct":"Menlo Park","zp":"94025","country":"us",'
+                f'"external_id":"cust-{i}"}}}}')
+    return text.encode("utf-8")
+
+
+def mix_kind(i: int) -> str:
+    """``hits.lua``'s mix: 6 of 10 PageView, 3 AddToCart, 1 Purchase."""
+    r = i % 10
+    return "PageView" if r < 6 else "AddToCart" if r < 9 else "Purchase"
+
+
+def identity() -> tuple[str | None, str | None]:
+    """``(fbp, visitor_id)`` as ``resolve_identity`` gives them for the harness's cookies."""
+    found = resolve_identity(
+        parse_cookie_header(COOKIE_HEADER),
+        page_url="https://www.shop.example/",
+        referrer_url=None,
+        scope=resolve_cookie_scope("t.shop.example", ()),
+        ad_storage=True,
+        analytics_storage=True,
+        signer=Signer(b"bench-secret-key-0123456789abcdef", salt=VISITOR_ID_SALT),
+        now_ms=NOW * 1000,
+        max_age=400 * 86400,
+    )
+    return found.fbp, found.visitor_id
+
+
+def make_hit(container: Container, fbp: str | None, visitor: str | None) -> Callable[
+    [bytes], ContainerResult
+]:
+    """What ``handle_collect`` does with one body, the parts this benchmark covers."""
+
+    def hit(data: bytes) -> ContainerResult:
+        now = NOW + 0.25
+        parsed = parse_collect_body(data, now=now)
+        event = event_from_hit(
+            parsed,
+            event_id=parsed.event_id or "minted",
+            received_at=now,
+            page_url=parsed.event_source_url,
+            fbp=fbp,
+            fbc=None,
+            visitor_id=visitor,
+            client_ip=CLIENT_IP,
+            user_agent=UA,
+            cookies=COOKIES,
+            headers=dict(HEADERS),  # context_headers builds a new dict per request
+        )
+        return run_container(container, event, default_country=None, now=now)
+
+    return hit
+
+
+def measure(hit: Callable[[bytes], ContainerResult], bodies: Sequence[bytes],
+            runs: int) -> tuple[float, float]:
+    """CPU µs per hit over ``runs`` runs of every body once: (best, median)."""
+    figures = []
+    for _ in range(runs):
+        start = time.process_time()
+        for data in bodies:
+            hit(data)
+        figures.append((time.process_time() - start) / len(bodies) * 1e6)
+    return min(figures), statistics.median(figures)
+
+
+def check(hit: Callable[[bytes], ContainerResult], kind: str) -> dict[str, Any]:
+    """One hit of ``kind`` must fire the Meta tag with one CAPI event and no drop."""
+    result = hit(body(1, kind))
+    assert result.fired == ["meta"] and not result.drops, (result.fired, result.drops)
+    assert len(result.outbound) == 1
+    return dict(result.outbound[0].payload)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--hits", type=int, default=20000, help="hits per run (default 20000)")
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of one mix run")
+    args = parser.parse_args()
+    container = load_container(ROOT / "tags", environ=ENVIRON)
+    fbp, visitor = identity()
+    hit = make_hit(container, fbp, visitor)
+    purchase = check(hit, "Purchase")
+    assert "em" in purchase["user_data"] and "ph" in purchase["user_data"]
+    check(hit, "PageView")
+    check(hit, "AddToCart")
+
+    mix = [body(i, mix_kind(i)) for i in range(args.hits)]
+    if args.profile:
+        import cProfile
+
+        cProfile.runctx("for b in mix: hit(b)", globals(), {"mix": mix, "hit": hit},
+                        args.profile)
+        print(f"profile written to {args.profile}")
+        return
+    measure(hit, mix[:2000], 1)  # warm-up: lazy tables, caches of the first values
+    figures = {"mix": measure(hit, mix, args.runs)}
+    for kind in KINDS:
+        bodies = [body(i, kind) for i in range(args.hits)]
+        figures[kind] = measure(hit, bodies, args.runs)
+    print(f"CPU µs per hit, {args.hits} hits per run, best / median of {args.runs} runs "
+          f"(parse_collect_body → event_from_hit → run_container, shipped tags/):")
+    for name, (best, median) in figures.items():
+        print(f"  {name:<10} {best:8.1f} best  {median:8.1f} median")
+
+
+if __name__ == "__main__":
+    main()
