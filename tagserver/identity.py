@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hmac
 import ipaddress
+import os
 import re
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
@@ -147,6 +148,19 @@ def resolve_cookie_scope(host: str | None, site_domains: Sequence[str]) -> Cooki
     """
     if not host:
         return None
+    if len(host) > 260:  # not cached: a hostile Host header must not fill the cache
+        return _resolve_cookie_scope(host, tuple(site_domains))
+    return _cached_cookie_scope(host, tuple(site_domains))
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_cookie_scope(host: str, site_domains: tuple[str, ...]) -> CookieScope | None:
+    """:func:`resolve_cookie_scope` for hosts of at most 260 characters, cached (a server sees a
+    handful of hosts; the answer depends only on the two arguments)."""
+    return _resolve_cookie_scope(host, site_domains)
+
+
+def _resolve_cookie_scope(host: str, site_domains: tuple[str, ...]) -> CookieScope | None:
     host = host.lower()
     if host.startswith("["):
         host = host[1 : host.find("]")] if "]" in host else ""
@@ -275,7 +289,7 @@ def resolve_identity(
         unsigned = (_unsign_visitor_id(signer, raw) for raw in candidates)
         visitor_id = next((v for v in unsigned if v is not None), None)
         if visitor_id is None:
-            visitor_id = secrets.token_hex(16)  # 32 hex digits, as _VISITOR_ID_RE wants
+            visitor_id = os.urandom(16).hex()  # 32 hex digits, as _VISITOR_ID_RE wants
         signed = signer.sign(visitor_id).decode("ascii")
         out.append(CookieSpec(name, signed, max_age, domain, httponly=True))
     return Identity(fbp=fbp, fbc=fbc, visitor_id=visitor_id, cookies=tuple(out))
