@@ -148,6 +148,14 @@ def create_app(
             "visitor ids can be forged. Set a random key in production."
         )
 
+    plain_paths = frozenset(
+        {settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events",
+         "(not found)",
+         "/g/collect", "/g/collect/", "/_/set_cookie", "/_/service_worker/", "/{prefix}/g/collect",
+         "/{prefix}/g/collect/", "/{prefix}/_/set_cookie", "/{prefix}/_/service_worker/"}
+    )  # fmt: skip
+    access_log = AccessLog(plain_paths)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         client = httpx.AsyncClient(
@@ -223,6 +231,7 @@ def create_app(
             await client.aclose()
             if state.api_store is not None:
                 state.api_store.close()
+            access_log.flush()
             log.info(
                 "stopped",
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},
@@ -298,12 +307,6 @@ def create_app(
         response = await handle_collect(Request(scope, receive), state)
         await response(scope, receive, send)
 
-    plain_paths = frozenset(
-        {settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events",
-         "(not found)",
-         "/g/collect", "/g/collect/", "/_/set_cookie", "/_/service_worker/", "/{prefix}/g/collect",
-         "/{prefix}/g/collect/", "/{prefix}/_/set_cookie", "/{prefix}/_/service_worker/"}
-    )  # fmt: skip
     front_parts.update(
         limits=RequestLimits(
             max_header_bytes=settings.max_header_bytes,
@@ -311,7 +314,7 @@ def create_app(
             max_concurrency=settings.max_concurrency,
         ),
         metrics=metrics,
-        access_log=AccessLog(plain_paths),
+        access_log=access_log,
         routes={
             settings.collect_path: "collect",
             settings.script_path: "script",

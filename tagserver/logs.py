@@ -7,6 +7,7 @@ anything shaped like an e-mail address or a Meta access token, in case a value s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -110,37 +111,75 @@ class AccessLog:
     settings restrict to ``[A-Za-z0-9._~/-]``). When the logger's only handler is the JSON handler
     of :func:`configure_logging`, a line for such a path is formatted here, exactly as
     :class:`JsonFormatter` would, without building a ``LogRecord`` (a few microseconds instead of
-    tens on the hot path); any other line, or any other logging set-up (tests' ``caplog``), goes
-    through ``logging`` with the same fields.
+    tens on the hot path), and written with its neighbours in one system call at most
+    ``flush_after_s`` seconds later; any other line, or any other logging set-up (tests'
+    ``caplog``), goes through ``logging`` with the same fields, at once.
     """
 
-    def __init__(self, plain_paths: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        plain_paths: frozenset[str] = frozenset(),
+        *,
+        flush_after_s: float = 0.05,
+        max_lines: int = 256,
+    ) -> None:
         self.log = logging.getLogger("tagserver.access")
         self.plain_paths = plain_paths
+        self.flush_after_s = flush_after_s
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        self._handler: logging.StreamHandler[Any] | None = None
+        self._timer: asyncio.TimerHandle | None = None
 
     def write(self, method: str, path: str, status: int, elapsed_s: float) -> None:
-        """Log one request that took ``elapsed_s`` seconds (written in milliseconds)."""
+        """Log one request that took ``elapsed_s`` seconds (written in milliseconds).
+
+        Direct lines are buffered and written together (one ``write`` call) when ``max_lines``
+        are waiting or ``flush_after_s`` seconds after the first, from the running event loop;
+        without a running loop they are written at once. :meth:`flush` writes what waits.
+        """
         if not self.log.isEnabledFor(logging.INFO):
             return
         shown = loggable_path(path, status)
         ms = round(elapsed_s * 1000, 2)
         handler = _direct_handler(self.log)
         if handler is not None and method in _PLAIN_METHODS and shown in self.plain_paths:
-            line = (
+            self._lines.append(
                 f'{{"ts": {round(time.time(), 3)!r}, "level": "info", "logger": '
                 f'"tagserver.access", "msg": "request", "method": "{method}", "path": '
-                f'"{shown}", "status": {int(status)}, "ms": {ms!r}}}'
+                f'"{shown}", "status": {int(status)}, "ms": {ms!r}}}{handler.terminator}'
             )
-            handler.acquire()
-            try:
-                handler.stream.write(line + handler.terminator)
-                handler.flush()
-            finally:
-                handler.release()
+            self._handler = handler
+            if len(self._lines) >= self.max_lines:
+                self.flush()
+            elif self._timer is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    self.flush()
+                    return
+                self._timer = loop.call_later(self.flush_after_s, self.flush)
             return
+        self.flush()  # keep the order of the lines
         self.log.info(
             "request", extra={"method": method, "path": shown, "status": status, "ms": ms}
         )
+
+    def flush(self) -> None:
+        """Write the buffered lines now (the application's shutdown calls it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        lines, self._lines = self._lines, []
+        handler = self._handler
+        if not lines or handler is None:
+            return
+        handler.acquire()
+        try:
+            handler.stream.write("".join(lines))
+            handler.flush()
+        finally:
+            handler.release()
 
 
 def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None:

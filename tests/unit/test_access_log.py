@@ -9,7 +9,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tagserver.logs import AccessLog, JsonFormatter, configure_logging
+from tagserver.logs import (
+    _DIRECT_MARK,
+    AccessLog,
+    JsonFormatter,
+    _direct_handler,
+    configure_logging,
+)
 
 
 @pytest.fixture
@@ -19,8 +25,9 @@ def stream() -> Iterator[io.StringIO]:
     saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level,
                  logging.getLogger(n).propagate) for n in names}  # fmt: skip
     configure_logging("info")
+    access = logging.getLogger("tagserver.access")
     buffer = io.StringIO()
-    handler = logging.getLogger("tagserver.access").handlers[0]
+    handler = access.handlers[0]
     assert isinstance(handler, logging.StreamHandler)
     handler.setStream(buffer)
     try:
@@ -33,6 +40,14 @@ def stream() -> Iterator[io.StringIO]:
             logger.propagate = propagate
 
 
+def _ours_only() -> None:
+    """Drop the capture handlers pytest adds to loggers while a test runs (the server has none),
+    so that the direct path, which these tests exercise, is taken."""
+    access = logging.getLogger("tagserver.access")
+    access.handlers[:] = [h for h in access.handlers if getattr(h, _DIRECT_MARK, False)]
+    assert _direct_handler(access) is not None
+
+
 def _formatted(method: str, path: str, status: int, ms: float) -> dict[str, object]:
     """What JsonFormatter writes for the same access record (the logging path)."""
     record = logging.LogRecord("tagserver.access", logging.INFO, __file__, 1, "request", (), None)
@@ -43,6 +58,7 @@ def _formatted(method: str, path: str, status: int, ms: float) -> dict[str, obje
 
 
 def test_direct_line_equals_the_formatter_line(stream: io.StringIO) -> None:
+    _ours_only()
     AccessLog(frozenset({"/e"})).write("POST", "/e", 200, 0.0123456)
     line = stream.getvalue()
     assert line.endswith("\n") and line.count("\n") == 1
@@ -54,6 +70,7 @@ def test_direct_line_equals_the_formatter_line(stream: io.StringIO) -> None:
 
 
 def test_other_paths_go_through_the_redacting_formatter(stream: io.StringIO) -> None:
+    _ours_only()
     log = AccessLog(frozenset({"/e"}))
     log.write("POST", "/jane.doe@example.com", 431, 0.001)  # refused by a limit: path shown
     log.write("GET", "/anything", 404, 0.001)
@@ -83,3 +100,31 @@ def test_other_handlers_get_records(caplog: pytest.LogCaptureFixture) -> None:
         logger.handlers[:], logger.propagate = saved
     [record] = [r for r in caplog.records if r.name == "tagserver.access"]
     assert (record.method, record.path, record.status, record.ms) == ("POST", "/e", 202, 2.0)  # type: ignore[attr-defined]
+
+
+def test_lines_written_from_the_loop_are_batched_and_keep_their_order(
+    stream: io.StringIO,
+) -> None:
+    import asyncio
+
+    _ours_only()
+    log = AccessLog(frozenset({"/e"}), flush_after_s=0.05, max_lines=3)
+
+    async def scenario() -> list[int]:
+        seen = []
+        log.write("POST", "/e", 200, 0.001)
+        log.write("POST", "/e", 201, 0.001)
+        seen.append(stream.getvalue().count("\n"))  # buffered: nothing written yet
+        log.write("POST", "/e", 202, 0.001)  # the third line fills the buffer: written
+        seen.append(stream.getvalue().count("\n"))
+        log.write("POST", "/e", 203, 0.001)
+        await asyncio.sleep(0.12)  # written flush_after_s later
+        seen.append(stream.getvalue().count("\n"))
+        log.write("POST", "/e", 204, 0.001)
+        log.write("GET", "/x@y.example", 431, 0.001)  # logging path: the buffer goes first
+        seen.append(stream.getvalue().count("\n"))
+        return seen
+
+    assert asyncio.run(scenario()) == [0, 3, 4, 6]
+    statuses = [json.loads(x)["status"] for x in stream.getvalue().splitlines()]
+    assert statuses == [200, 201, 202, 203, 204, 431]
