@@ -70,8 +70,8 @@ class CollectHit:
 #: Deepest nesting accepted in a body (the body object itself is level 1).
 MAX_DEPTH = 16
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-#: Type unions for ``isinstance`` made once (a ``str | int`` written in the call is built anew
-#: every time).
+#: Types for ``isinstance``, made once (a ``str | int`` written in the call is built anew every
+#: time).
 _CONTAINER = (dict, list)
 _TIME_TYPES = int | float | str
 _ID_TYPES = str | int
@@ -218,11 +218,6 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
     return data
 
 
-def _is_clean_text(value: str) -> bool:
-    """No control characters (C0, DEL, C1): everything else is kept byte-for-byte."""
-    return _CONTROL.search(value) is None
-
-
 def parse_event_time(raw: object, *, now: float) -> int:
     """Unix seconds from ``raw`` (seconds, or milliseconds when 13 digits; int, float or digit
     string); ``None`` → ``now``; more than 60 s ahead → ``now``. Raises ``ValueError`` otherwise."""
@@ -236,8 +231,10 @@ def parse_event_time(raw: object, *, now: float) -> int:
         if not (raw.strip().isascii() and raw.strip().isdigit()):
             raise ValueError("expected unix seconds as a number")
         raw = int(raw.strip())
-    if isinstance(raw, int) and raw.bit_length() > 1000:  # no float holds it: far ahead, or
-        if raw < 0:  # far behind
+    if isinstance(raw, int) and raw.bit_length() > 1000:
+        # beyond what a float holds (math.isfinite would raise OverflowError): far ahead is the
+        # receive time, as for any time over 60 s ahead; far behind is not positive
+        if raw < 0:
             raise ValueError("expected a positive unix time")
         return int(now)
     if not math.isfinite(raw) or raw <= 0:

@@ -62,7 +62,9 @@ ALIASES: dict[str, tuple[str, str]] = {
 }
 
 #: ``(alias, custom_data key)`` of the aliases that copy a value.
-_SCALAR_ALIASES = tuple((alias, ALIASES[alias][1]) for alias in ("value", "currency", "transaction_id"))
+_SCALAR_ALIASES = tuple(
+    (alias, ALIASES[alias][1]) for alias in ("value", "currency", "transaction_id")
+)
 
 #: The purchase token check of the event (``valid`` or why not); see :mod:`tagserver.purchase_token`.
 PURCHASE_TOKEN_KEY = "x-ts-purchase-token"

@@ -166,11 +166,14 @@ def as_text(value: object) -> str | None:
         return str(value)
 
 
+_NUMBER = int | float  # made once: a union written in isinstance() is built per call
+
+
 def as_number(value: object) -> float | None:
     """A finite number from a number or a numeric string (``" 29.90 "``); ``None`` otherwise."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         number = float(value)
     elif isinstance(value, str):
         try:

@@ -475,6 +475,7 @@ _RULES: dict[str, Callable[[str, str | None], str | None]] = {
 
 #: Keys whose rule reads the visitor's country.
 _COUNTRY_KEYS = frozenset({"ph", "st", "zp"})
+_SEQUENCE = (list, tuple)  # made once: a union written in isinstance() is built per call
 
 
 def _hash_item(key: str, text: str, country: str | None) -> str | None:
@@ -518,7 +519,7 @@ def hash_user_data(
         raw = user_data[key]
         hash_item = _hash_item if key == "db" else _cached_hash_item
         key_country = country if key in _COUNTRY_KEYS else None
-        if not isinstance(raw, list | tuple):
+        if not isinstance(raw, _SEQUENCE):
             text = _as_text(key, raw)
             if text is not None and len(text) <= MAX_VALUE_LENGTH:
                 out = hash_item(key, text, key_country)

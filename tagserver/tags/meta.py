@@ -434,11 +434,14 @@ def trim_user_agent(user_agent: str | None, mode: str) -> str | None:
     return _UA_COMMENT.sub("", user_agent).strip() or user_agent
 
 
+_NUMBER = int | float  # made once: a union written in isinstance() is built per call
+
+
 def _text(value: object) -> str | None:
     """A string, number or boolean as non-empty text, else ``None``."""
     if isinstance(value, str):
         return value or None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         return as_text(value) or None
     return None
 
