@@ -39,11 +39,30 @@ HTTP_MAX_AGE_S = 7 * 24 * 3600
 Payload = bytes | Mapping[str, Any]
 
 
+#: ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` with one encoder for every
+#: call (``json.dumps`` with options builds a new :class:`json.JSONEncoder` each time) and no
+#: ``check_circular`` pass (a dict of ids per object): a circular value still fails, at the
+#: recursion limit, as a ``ValueError`` below. Together about 2 µs of the 9 µs an 800-byte CAPI
+#: event took. ``encode`` keeps no state between calls.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, check_circular=False)
+
+
+def compact_json(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON (no spaces, non-ASCII kept as UTF-8), byte for byte what
+    ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` gives, encoded. Raises
+    ``TypeError`` for a value JSON cannot hold, ``ValueError`` for a lone surrogate (from the
+    UTF-8 encoding), a circular or a too deeply nested value."""
+    try:
+        return _COMPACT.encode(value).encode("utf-8")
+    except RecursionError as exc:
+        raise ValueError("circular or too deeply nested for JSON") from exc
+
+
 def payload_bytes(payload: Payload) -> bytes:
     """``payload`` as compact UTF-8 JSON bytes (stored bytes are used unchanged)."""
     if isinstance(payload, bytes | bytearray):
         return bytes(payload)
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(payload)
 
 
 def payload_mapping(payload: Payload) -> Mapping[str, Any]:
@@ -60,6 +79,9 @@ def payload_mapping(payload: Payload) -> Mapping[str, Any]:
 class Channel(Protocol):
     max_batch: int
     #: Events older than this (seconds, from their ``event_time``) can no longer be delivered.
+    #: A channel may also define ``max_age_for(payload) -> float`` for a longer limit of some
+    #: events (Meta's ``physical_store``); it is only asked about events older than ``max_age_s``
+    #: and never shortens it.
     max_age_s: float
 
     def key(self, destination: Any) -> str:
@@ -126,8 +148,8 @@ class MetaChannel:
         rest: dict[str, Any] = {"access_token": destination.access_token.reveal()}
         if destination.test_event_code:
             rest["test_event_code"] = destination.test_event_code
-        tail = json.dumps(rest, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        data = b",".join(payload_bytes(p) for p in payloads)
+        tail = compact_json(rest)
+        data = b",".join([p if type(p) is bytes else payload_bytes(p) for p in payloads])
         return url, b'{"data":[' + data + b"]," + tail[1:]
 
     def request_head(
@@ -170,9 +192,7 @@ class HttpChannel:
         (raw,) = payloads
         payload = payload_mapping(raw)
         body = payload.get("body")
-        content = b"" if body is None else json.dumps(
-            body, separators=(",", ":"), ensure_ascii=False
-        ).encode("utf-8")
+        content = b"" if body is None else compact_json(body)
         return str(payload["url"]), content
 
     def request_head(

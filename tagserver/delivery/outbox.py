@@ -34,10 +34,14 @@ DeadReason = Literal["rejected", "too_old", "retries_exhausted", "unknown_destin
 DEAD_REASONS: tuple[str, ...] = get_args(DeadReason)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class NewEntry:
     """One outbound event to store: ``payload`` is the destination's JSON for this event, encoded
-    once (retries and replays send these bytes unchanged); ``event_time`` is unix seconds."""
+    once (retries and replays send these bytes unchanged); ``event_time`` is unix seconds.
+
+    Not changed once made. It and :class:`OutboxEntry` are built once per event, so they are not
+    ``frozen``: a frozen dataclass's ``__init__`` sets each field through ``object.__setattr__``,
+    measured at about 0.7 µs per object more than this slotted one."""
 
     destination: str
     payload: bytes
@@ -45,10 +49,11 @@ class NewEntry:
     event_time: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class OutboxEntry:
     """A stored event; ``id`` is the backend's (SQLite row id, Redis stream id), ``created_at``
-    unix seconds when it was first stored (kept across replays)."""
+    unix seconds when it was first stored (kept across replays). Not changed once made (not
+    ``frozen`` for speed, see :class:`NewEntry`)."""
 
     id: str
     destination: str
@@ -159,8 +164,9 @@ class Outbox(Protocol):
 
 class GroupWriter:
     """Group commit on the event loop: the entries of every ``put`` that arrives while a write is
-    running go together into the next write (one SQLite transaction, one Redis pipeline), and
-    each ``put`` returns when the write holding its entries has succeeded (or raises its error).
+    running go together into the next write (one Redis pipeline), and each ``put`` returns when
+    the write holding its entries has succeeded (or raises its error). A cancelled ``put`` (its
+    hit gave up) leaves the others waiting; its entries are written anyway.
 
     ``write(entries)`` stores a list of entries durably; it is called for one group at a time.
     """
@@ -168,31 +174,39 @@ class GroupWriter:
     def __init__(self, write: Callable[[list[NewEntry]], Awaitable[None]]) -> None:
         self._write = write
         self._pending: list[NewEntry] = []
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
         loop = asyncio.get_running_loop()
-        if self._waiter is None:
-            self._waiter = loop.create_future()
-        waiter = self._waiter
+        waiter = loop.create_future()  # one per put: cancelling it touches no other put
         self._pending.extend(entries)
+        self._waiters.append(waiter)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._flush())
-        await asyncio.shield(waiter)
+        await waiter
 
     async def _flush(self) -> None:
         while self._pending:
             group, self._pending = self._pending, []
-            waiter, self._waiter = self._waiter, None
-            assert waiter is not None
+            waiters, self._waiters = self._waiters, []
             try:
                 await self._write(group)
             except Exception as exc:
-                waiter.set_exception(exc)
-                waiter.add_done_callback(lambda f: f.exception())  # retrieved even if all left
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(exc)
+                        waiter.add_done_callback(_retrieved)  # even if its put is cancelled
             else:
-                waiter.set_result(None)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_result(None)
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark ``future``'s exception as seen (no "never retrieved" warning when nobody awaits)."""
+    if not future.cancelled():
+        future.exception()
 
 
 def open_outbox(spec: str, *, lease_s: float = 30.0) -> Outbox:
@@ -217,7 +231,7 @@ def describe_outbox(spec: str) -> str:
     return spec
 
 
-@dataclass
+@dataclass(slots=True)
 class _Row:
     entry: OutboxEntry
     lease_until: float = 0.0

@@ -30,7 +30,6 @@ import socket
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,21 +37,23 @@ from tagserver.delivery.outbox import (
     DeadLetter,
     DestinationStats,
     Failure,
-    GroupWriter,
     NewEntry,
     OutboxEntry,
     OutboxStats,
 )
+from tagserver.delivery.worker_thread import WorkerThread
 from tagserver.exceptions import OutboxError
 
 log = logging.getLogger("tagserver.delivery")
 
 _T = TypeVar("_T")
-_Op = tuple[Callable[[sqlite3.Connection], Any], "asyncio.Future[Any]", bool]
+#: A queued operation: what to run, the futures that get its result (several for a group of
+#: puts), and whether its commit needs an ``fsync``.
+_Op = tuple[Callable[[sqlite3.Connection], Any], list["asyncio.Future[Any]"], bool]
 
 #: How long a writer waits for another process's write lock, milliseconds.
 BUSY_TIMEOUT_MS = 10_000
-#: Rows per multi-row INSERT (5 parameters each, far below SQLite's 32,766).
+#: Rows per multi-row INSERT (4 parameters each plus the shared time, far below SQLite's 32,766).
 ROWS_PER_STATEMENT = 1000
 #: Ids per ``IN (...)`` list.
 IDS_PER_STATEMENT = 1000
@@ -97,6 +98,38 @@ def consumer_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
+class _PutGroup:
+    """The entries of every ``put`` queued for the next transaction: one INSERT, one commit.
+    ``values`` holds destination, event_id, event_time, payload for each entry, flat."""
+
+    __slots__ = ("values", "futures")
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.futures: list[asyncio.Future[Any]] = []
+
+    def insert(self, conn: sqlite3.Connection) -> None:
+        """One statement per :data:`ROWS_PER_STATEMENT` rows; ``created_at`` (``?1``) is now."""
+        values, width, now = self.values, 4 * ROWS_PER_STATEMENT, time.time()
+        for start in range(0, len(values), width):
+            chunk = values[start : start + width]
+            conn.execute(_insert_sql(len(chunk) // 4), [now, *chunk])
+
+
+_INSERT_SQL: dict[int, str] = {}
+
+
+def _insert_sql(rows: int) -> str:
+    """The INSERT of ``rows`` rows: ``?1`` is the shared ``created_at``, then 4 values a row."""
+    sql = _INSERT_SQL.get(rows)
+    if sql is None:
+        sql = _INSERT_SQL[rows] = (
+            "INSERT INTO outbox (created_at, destination, event_id, event_time, payload) VALUES "
+            + ",".join(["(?1, ?, ?, ?, ?)"] * rows)
+        )
+    return sql
+
+
 class SqliteOutbox:
     """The outbox in the SQLite file ``path`` (created with its tables when missing).
 
@@ -115,8 +148,9 @@ class SqliteOutbox:
         self._sync = "FULL"
         self._commits = 0
         self._flusher: asyncio.Task[None] | None = None
-        self._committer = ThreadPoolExecutor(1, thread_name_prefix="tagserver-outbox-commit")
-        self._writer = GroupWriter(self._insert)
+        self._committer = WorkerThread("tagserver-outbox-commit")
+        #: the puts waiting for the next transaction (``None``: none yet)
+        self._puts: _PutGroup | None = None
 
     # the transaction queue ----------------------------------------------------------------
 
@@ -134,7 +168,7 @@ class SqliteOutbox:
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()
-        self._committer.shutdown(wait=False)
+        self._committer.stop()
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -170,22 +204,23 @@ class SqliteOutbox:
         if self._conn is None:
             raise OutboxError(f"outbox {self.path} is not open")
         fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
-        self._ops.append((fn, fut, durable))
+        self._queue((fn, [fut], durable))
+        return await fut
+
+    def _queue(self, op: _Op) -> None:
+        self._ops.append(op)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
-        return await fut
 
     async def _flush(self) -> None:
         """Run every queued operation in one transaction, again while more are queued."""
         while self._ops:
             await asyncio.sleep(0)  # let the operations of this turn of the loop join
             batch, self._ops = self._ops, []
+            self._puts = None  # later puts go into the next transaction
             conn = self._conn
             if conn is None:
-                closed = OutboxError(f"outbox {self.path} is closed")
-                for _, fut, _ in batch:
-                    if not fut.done():
-                        fut.set_exception(closed)
+                _fail(batch, OutboxError(f"outbox {self.path} is closed"))
                 continue
             waited, delay = 0.0, 0.001
             error: OutboxError | None = None
@@ -206,18 +241,16 @@ class SqliteOutbox:
             if error is None:
                 await self._run_batch(conn, batch, fsync=sync == "FULL")
                 continue
-            for _, fut, _ in batch:
-                if not fut.done():
-                    fut.set_exception(error)
+            _fail(batch, error)
 
     async def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op], *, fsync: bool) -> None:
         """Inside ``BEGIN IMMEDIATE``: each operation in a savepoint (it fails alone), one commit.
         A commit with ``fsync`` runs on the committer thread, so the loop goes on serving hits
         (whose entries form the next group) while the disk syncs."""
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        results: list[tuple[list[asyncio.Future[Any]], Any, BaseException | None]] = []
         single = len(batch) == 1
         try:
-            for fn, fut, _ in batch:
+            for fn, futures, _ in batch:
                 if not single:
                     conn.execute("SAVEPOINT op")
                 try:
@@ -227,54 +260,52 @@ class SqliteOutbox:
                         raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
-                    results.append((fut, None, exc))
+                    results.append((futures, None, exc))
                 else:
                     if not single:
                         conn.execute("RELEASE op")
-                    results.append((fut, value, None))
+                    results.append((futures, value, None))
             self._commits += 1
             checkpoint = self._commits % CHECKPOINT_EVERY == 0
             if fsync or checkpoint:
-                loop = asyncio.get_running_loop()
-                await loop.run_in_executor(self._committer, _commit, conn, checkpoint)
+                await self._committer.call(_commit, conn, checkpoint)
             else:
                 conn.execute("COMMIT")
-        except (sqlite3.Error, ValueError, TypeError) as exc:
+        except Exception as exc:  # sqlite3.Error, or a value SQLite cannot hold (OverflowError)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            error = _outbox_error(self.path, "commit", exc)
-            for _, fut, _ in batch:
-                if not fut.done():
-                    fut.set_exception(error)
+            _fail(batch, _outbox_error(self.path, "commit", exc))
             return
-        for fut, value, failure in results:
-            if fut.done():
-                continue  # the caller gave up (a cancelled hit)
-            if failure is None:
-                fut.set_result(value)
-            else:
-                fut.set_exception(_outbox_error(self.path, "write", failure))
+        for futures, value, failure in results:
+            error = None if failure is None else _outbox_error(self.path, "write", failure)
+            for fut in futures:
+                if fut.done():
+                    continue  # the caller gave up (a cancelled hit)
+                if error is None:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(error)
 
     # the contract ------------------------------------------------------------------------
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
-        if entries:
-            await self._writer.put(entries)
-
-    async def _insert(self, entries: list[NewEntry]) -> None:
-        now = time.time()
-        rows = [(e.destination, e.event_id, e.event_time, e.payload, now) for e in entries]
-
-        def insert(conn: sqlite3.Connection) -> None:
-            for start in range(0, len(rows), ROWS_PER_STATEMENT):
-                chunk = rows[start : start + ROWS_PER_STATEMENT]
-                conn.execute(
-                    "INSERT INTO outbox (destination, event_id, event_time, payload, created_at) "
-                    "VALUES " + ",".join(["(?, ?, ?, ?, ?)"] * len(chunk)),
-                    [value for row in chunk for value in row],
-                )
-
-        await self._call(insert, durable=True)
+        """Group commit: the entries of every put queued before the next transaction starts go
+        into it together (one INSERT, one ``fsync``'d commit); each put returns after that
+        commit, or raises its error. A cancelled put leaves the others alone."""
+        if not entries:
+            return
+        if self._conn is None:
+            raise OutboxError(f"outbox {self.path} is not open")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        group = self._puts
+        if group is None:
+            group = self._puts = _PutGroup()
+            self._queue((group.insert, group.futures, True))
+        values = group.values
+        for e in entries:
+            values += (e.destination, e.event_id, e.event_time, e.payload)
+        group.futures.append(fut)
+        await fut
 
     async def claim(self, limit: int) -> list[OutboxEntry]:
         owner = self.owner
@@ -434,6 +465,14 @@ def _commit(conn: sqlite3.Connection, checkpoint: bool) -> None:
     conn.execute("COMMIT")
     if checkpoint:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+def _fail(batch: list[_Op], error: OutboxError) -> None:
+    """Every operation of ``batch`` raises ``error`` (unless its caller gave up)."""
+    for _, futures, _ in batch:
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(error)
 
 
 def _each_chunk(conn: sqlite3.Connection, sql: str, ids: list[int], *params: Any) -> None:

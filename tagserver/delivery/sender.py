@@ -36,7 +36,7 @@ from typing import Any
 
 import httpx
 
-from tagserver.delivery.channels import Channel, payload_mapping, request_head
+from tagserver.delivery.channels import Channel, compact_json, payload_mapping, request_head
 from tagserver.delivery.drops import DropCounter
 from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
@@ -48,13 +48,19 @@ from tagserver.tags import Outbound
 
 log = logging.getLogger("tagserver.delivery")
 
+#: Destination objects whose channel and key :meth:`Sender.submit` keeps (a tag hands the same
+#: object with every event it builds); past this many, it starts again from none.
+ROUTES_KEPT = 64
+#: The integers SQLite can store as ``event_time``.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
 
 def encode_payload(payload: Mapping[str, Any]) -> bytes:
     """The stored form of an event payload: compact UTF-8 JSON, encoded once."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return compact_json(payload)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class _Held:
     entry: OutboxEntry
     attempts: int = 0
@@ -108,6 +114,8 @@ class Sender:
         self._secrets: dict[str, str] = {}
         self._secret_history: dict[str, list[str]] = {}
         self._sealer = Sealer({})
+        #: id(destination) -> (destination, channel, key, seals secrets), see :meth:`_route`
+        self._routes: dict[int, tuple[Any, Channel, str, bool]] = {}
         self.use_destinations(destinations, resolve=resolve, secrets=secrets or {})
         self._held: dict[str, dict[str, _Held]] = {}
         self._held_count = 0
@@ -139,6 +147,7 @@ class Sender:
             if type(destination) in self._channels:
                 known[self._channel(destination).key(destination)] = destination
         self._known = known
+        self._routes = {}  # each destination is remembered again in the new ``_known``
         self._resolve = resolve
         self._secrets = {name: secret.reveal() for name, secret in secrets.items()}
         for name, value in self._secrets.items():
@@ -153,6 +162,19 @@ class Sender:
         key = self._channel(destination).key(destination)
         self._known.setdefault(key, destination)
         return key
+
+    def _route(self, destination: Any) -> tuple[Any, Channel, str, bool]:
+        """``(destination, channel, key, seals secrets)``, computed (and the destination
+        remembered) once per destination object, not once per event."""
+        route = self._routes.get(id(destination))
+        if route is None or route[0] is not destination:
+            channel = self._channel(destination)
+            key = self._remember(destination)
+            route = (destination, channel, key, bool(getattr(channel, "seals_secrets", False)))
+            if len(self._routes) >= ROUTES_KEPT:
+                self._routes.clear()
+            self._routes[id(destination)] = route  # holds the object: its id is not reused
+        return route
 
     def _destination(self, key: str) -> Any | None:
         destination = self._known.get(key)
@@ -170,29 +192,23 @@ class Sender:
         """
         entries = []
         for item in outbound:
-            channel = self._channel(item.destination)
-            key = self._remember(item.destination)
+            _, channel, key, seals = self._route(item.destination)
             payload: Mapping[str, Any] = item.payload
             try:
-                if getattr(channel, "seals_secrets", False):
-                    payload = self._sealer.seal(payload)
-                stored = encode_payload(payload)
+                stored = compact_json(self._sealer.seal(payload) if seals else payload)
             except (TypeError, ValueError) as exc:
                 self._drops.count(
                     channel.label(item.destination),
                     "invalid_event",
-                    f"event_id={item.payload.get('event_id', '?')}: cannot encode "
+                    f"event_id={payload.get('event_id', '?')}: cannot encode "
                     f"({type(exc).__name__})",
                 )
                 continue
-            event_time = item.payload.get("event_time")
+            event_time = payload.get("event_time")
+            if not isinstance(event_time, int) or not INT64_MIN <= event_time <= INT64_MAX:
+                event_time = None  # one no store can hold stays in the payload only
             entries.append(
-                NewEntry(
-                    destination=key,
-                    payload=stored,
-                    event_id=str(item.payload.get("event_id") or ""),
-                    event_time=event_time if isinstance(event_time, int) else None,
-                )
+                NewEntry(key, stored, str(payload.get("event_id") or ""), event_time)
             )
         if not entries:
             return
@@ -247,10 +263,13 @@ class Sender:
         while self._held_count < self._max_held:
             limit = min(1000, self._max_held - self._held_count)
             claimed = await self._outbox.claim(limit)
+            by_key, key, held = self._held, None, {}
             for entry in claimed:
-                held = self._held.setdefault(entry.destination, {})
+                if entry.destination != key:
+                    key = entry.destination
+                    held = by_key.setdefault(key, {})
                 if entry.id not in held:
-                    held[entry.id] = _Held(entry, due=0.0)
+                    held[entry.id] = _Held(entry)
                     self._held_count += 1
             self._outbox_empty = len(claimed) < limit
             if self._outbox_empty:
@@ -363,10 +382,13 @@ class Sender:
             label = channel.label(destination)
             now = time.time()
             max_age = getattr(channel, "max_age_for", None)
+            # max_age_for only ever extends max_age_s: an event newer than that is never too old
+            newest_too_old = now - channel.max_age_s
             too_old = [
                 h for h in batch
-                if (h.entry.event_time or h.entry.created_at)
-                < now - (max_age(h.entry.payload) if max_age else channel.max_age_s)
+                if (h.entry.event_time or h.entry.created_at) < newest_too_old
+                and (max_age is None
+                     or (h.entry.event_time or h.entry.created_at) < now - max_age(h.entry.payload))
             ]  # fmt: skip
             if too_old:
                 failure = Failure(
@@ -391,7 +413,10 @@ class Sender:
     ) -> None:
         label = channel.label(destination)
         try:
-            payloads = [self._unsealed(channel, h.entry.payload) for h in batch]
+            if getattr(channel, "seals_secrets", False):
+                payloads = [self._unsealed(h.entry.payload) for h in batch]
+            else:
+                payloads = [h.entry.payload for h in batch]
         except UnknownSecret as exc:
             failure = Failure(
                 "unknown_destination",
@@ -417,9 +442,11 @@ class Sender:
                               attempts=batch[0].attempts)  # fmt: skip
             await self._bury(key, label, batch, failure)
             return
+        attempts = 0
         for h in batch:
             h.attempts += 1
-        attempts = max(h.attempts for h in batch)
+            if h.attempts > attempts:
+                attempts = h.attempts
         try:
             async with self._semaphore:
                 response = await self._client.request(method, url, content=body, headers=headers)
@@ -483,10 +510,11 @@ class Sender:
             },
         )
 
-    def _unsealed(self, channel: Channel, payload: bytes) -> bytes:
-        """The stored payload with the current secret values put back (a sealed one holds NUL
-        references, which JSON writes as ``\\u0000``); raises :class:`UnknownSecret`."""
-        if not getattr(channel, "seals_secrets", False) or b"\\u0000" not in payload:
+    def _unsealed(self, payload: bytes) -> bytes:
+        """The stored payload of a channel that ``seals_secrets`` with the current secret values
+        put back (a sealed one holds NUL references, which JSON writes as ``\\u0000``); raises
+        :class:`UnknownSecret`."""
+        if b"\\u0000" not in payload:
             return payload
         return encode_payload(unseal(json.loads(payload), self._secrets))
 
