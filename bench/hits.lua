@@ -1,7 +1,8 @@
 -- wrk script of the harness: POST /e with realistic browser-client hits, counting statuses.
 -- Bodies are text/plain JSON (as navigator.sendBeacon/fetch of the browser client send them), with
 -- an _fbp cookie, Origin https://www.shop.example and Host t.shop.example. The mix is 60 % PageView,
--- 30 % AddToCart, 10 % Purchase with contact data. BENCH_DELAY_MS (optional) makes every
+-- 30 % AddToCart, 10 % Purchase with contact data (new e-mail, phone, order and event id in every
+-- Purchase: no server cache sees one twice). BENCH_DELAY_MS (optional) makes every
 -- connection wait that long before its next request (a paced run below saturation).
 -- done() prints one line "BENCH_RESULT {json}" with counts and latency percentiles in µs.
 
@@ -18,10 +19,9 @@ function setup(thread)
   thread:set("tid", #threads)
 end
 
-local function body(i, now)
+local function body(i, now, r)
   local eid = string.format("%d-%d-%06d", tid or 0, now, i)
   local url = "https://www.shop.example/products/item-" .. (i % 97) .. "?utm_source=news"
-  local r = i % 10
   if r < 6 then
     return string.format('{"event_name":"PageView","event_id":"%s","event_time":%d,' ..
       '"event_source_url":"%s","referrer_url":"https://www.shop.example/"}', eid, now, url)
@@ -33,30 +33,45 @@ local function body(i, now)
   return string.format('{"event_name":"Purchase","event_id":"%s","event_time":%d,' ..
     '"event_source_url":"https://www.shop.example/thanks?o=%d",' ..
     '"custom_data":{"value":"%d.50","currency":"EUR","content_ids":["sku-%d","sku-3"],' ..
-    '"order_id":"A-%d"},"user_data":{"em":" Buyer%d@Example.com","ph":"+1 (650) 555-%04d",' ..
+    '"order_id":"A-%d"},"user_data":{"em":" Buyer%d@Example.com","ph":"+1 (650) %03d-%04d",' ..
     '"fn":"Jane","ln":"Doe","ct":"Menlo Park","zp":"94025","country":"us",' ..
-    '"external_id":"cust-%d"}}', eid, now, i, 10 + i % 90, i % 97, i, i, i % 10000, i)
+    '"external_id":"cust-%d"}}', eid, now, i, 10 + i % 90, i % 97, i, i,
+    200 + math.floor(i / 10000) % 800, i % 10000, i)
 end
+
+local headers = {}
+local purchases = 0
+local started = 0
 
 function init(args)
   local now = os.time()
+  started = now
   for i = 1, 200 do
     local fbp = string.format("_fbp=fb.1.%d000.%d", now - 86400, 100000000 + i * 7919 + (tid or 0))
-    requests[i] = wrk.format("POST", "/e", {
+    headers[i] = {
       ["Host"] = "t.shop.example",
       ["Origin"] = "https://www.shop.example",
       ["Content-Type"] = "text/plain;charset=UTF-8",
       ["User-Agent"] = ua,
       ["Cookie"] = fbp .. "; _ga=GA1.1.123456789.1700000000",
       ["Accept"] = "*/*",
-    }, body(i, now))
+    }
+    if i % 10 ~= 9 then
+      requests[i] = wrk.format("POST", "/e", headers[i], body(i, now, i % 10))
+    end
   end
 end
 
 function request()
-  local r = requests[counter]
-  counter = counter % #requests + 1
-  return r
+  local i = counter
+  counter = counter % 200 + 1
+  local r = requests[i]
+  if r then return r end
+  -- a Purchase: new contact data and order every time, so that no cache of the server
+  -- (customer-data hashing, phone parsing) sees a value twice
+  purchases = purchases + 1
+  local n = (tid or 0) * 100000000 + purchases
+  return wrk.format("POST", "/e", headers[i], body(n, started, 9))
 end
 
 function response(status, headers, body)
