@@ -139,7 +139,9 @@ class SqliteOutbox:
 
     durable = True
 
-    def __init__(self, path: str | Path, *, lease_s: float = 30.0, owner: str | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, lease_s: float = 30.0, owner: str | None = None
+    ) -> None:
         self.path = Path(path)
         self.lease_s = lease_s
         self.owner = owner or consumer_name()
@@ -215,7 +217,8 @@ class SqliteOutbox:
     async def _flush(self) -> None:
         """Run every queued operation in one transaction, again while more are queued."""
         while self._ops:
-            await asyncio.sleep(0)  # let the operations of this turn of the loop join
+            # no sleep(0) here: this task starts a turn of the loop after the first operation was
+            # queued, and later rounds take what was queued during the previous commit
             batch, self._ops = self._ops, []
             self._puts = None  # later puts go into the next transaction
             conn = self._conn
@@ -268,14 +271,23 @@ class SqliteOutbox:
             self._commits += 1
             checkpoint = self._commits % CHECKPOINT_EVERY == 0
             if fsync or checkpoint:
-                await self._committer.call(_commit, conn, checkpoint)
+                # the callers are answered from the committer's callback itself, a turn of the
+                # loop before this coroutine resumes (the next group's latency)
+                await self._committer.call(
+                    _commit, conn, checkpoint, on_success=lambda: self._answer(results)
+                )
             else:
                 conn.execute("COMMIT")
+                self._answer(results)
         except Exception as exc:  # sqlite3.Error, or a value SQLite cannot hold (OverflowError)
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             _fail(batch, _outbox_error(self.path, "commit", exc))
-            return
+
+    def _answer(
+        self, results: list[tuple[list[asyncio.Future[Any]], Any, BaseException | None]]
+    ) -> None:
+        """Settle the futures of a committed transaction's operations with their results."""
         for futures, value, failure in results:
             error = None if failure is None else _outbox_error(self.path, "write", failure)
             for fut in futures:
@@ -356,8 +368,10 @@ class SqliteOutbox:
         numbers = [int(i) for i in ids]
         await self._call(
             lambda conn: _each_chunk(
-                conn, "UPDATE outbox SET owner = NULL, lease_until = 0 "
-                "WHERE owner = ? AND id IN ({})", numbers, owner,
+                conn,
+                "UPDATE outbox SET owner = NULL, lease_until = 0 WHERE owner = ? AND id IN ({})",
+                numbers,
+                owner,
             )
         )
 
@@ -377,9 +391,19 @@ class SqliteOutbox:
                     "created_at, dead_at, reason, status, code, subcode, fbtrace_id, message, "
                     "attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        entry.destination, entry.event_id, entry.event_time, entry.payload,
-                        entry.created_at, now, f.reason, f.status, f.code, f.subcode,
-                        f.fbtrace_id, f.message, f.attempts,
+                        entry.destination,
+                        entry.event_id,
+                        entry.event_time,
+                        entry.payload,
+                        entry.created_at,
+                        now,
+                        f.reason,
+                        f.status,
+                        f.code,
+                        f.subcode,
+                        f.fbtrace_id,
+                        f.message,
+                        f.attempts,
                     ),
                 )
 

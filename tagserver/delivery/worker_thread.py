@@ -17,7 +17,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 _T = TypeVar("_T")
-_Job = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Job = tuple[
+    asyncio.AbstractEventLoop,
+    "asyncio.Future[Any]",
+    Callable[..., Any],
+    tuple[Any, ...],
+    Callable[[], None] | None,
+]
 
 
 class WorkerThread:
@@ -32,14 +38,18 @@ class WorkerThread:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def call(self, fn: Callable[..., _T], *args: Any) -> asyncio.Future[_T]:
+    def call(
+        self, fn: Callable[..., _T], *args: Any, on_success: Callable[[], None] | None = None
+    ) -> asyncio.Future[_T]:
         """A future of the running loop, done when ``fn(*args)`` has run on the thread.
-        Cancelling the future does not stop the call."""
+        Cancelling the future does not stop the call. ``on_success`` runs on the loop in the
+        same callback that settles the future, before it, when ``fn`` returned: whoever it wakes
+        resumes one turn of the loop earlier than the awaiting coroutine could wake them."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         if self._thread is None:
             self._start()
-        self._jobs.put((loop, future, fn, args))
+        self._jobs.put((loop, future, fn, args, on_success))
         return future
 
     def _start(self) -> None:
@@ -66,20 +76,27 @@ class WorkerThread:
             job = jobs.get()
             if job is None:
                 return
-            loop, future, fn, args = job
+            loop, future, fn, args, on_success = job
             del job
             try:
                 value, error = fn(*args), None
             except BaseException as exc:  # handed to the caller, whatever it is
                 value, error = None, exc
             try:
-                loop.call_soon_threadsafe(_settle, future, value, error)
+                loop.call_soon_threadsafe(_settle, future, value, error, on_success)
             except RuntimeError:  # the loop is closed: nobody is waiting any more
                 pass
-            del loop, future, fn, args, value, error
+            del loop, future, fn, args, value, error, on_success
 
 
-def _settle(future: asyncio.Future[Any], value: Any, error: BaseException | None) -> None:
+def _settle(
+    future: asyncio.Future[Any],
+    value: Any,
+    error: BaseException | None,
+    on_success: Callable[[], None] | None,
+) -> None:
+    if error is None and on_success is not None:
+        on_success()
     if future.done():  # the caller gave up
         return
     if error is None:
