@@ -236,7 +236,7 @@ def start_redis(port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per run")
-    parser.add_argument("--runs", type=int, default=5, help="runs per backend (in turn)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per backend (in turn)")
     parser.add_argument("--max-group", type=int, default=64, help="largest group of submits")
     parser.add_argument("--backends", default="memory,sqlite")
     parser.add_argument("--redis-port", type=int, default=None,

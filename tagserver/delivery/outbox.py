@@ -164,7 +164,7 @@ class Outbox(Protocol):
 
 class GroupWriter:
     """Group commit on the event loop: the entries of every ``put`` that arrives while a write is
-    running go together into the next write (one Redis pipeline), and each ``put`` returns when
+    running go together into the next write (one Redis script call), and each ``put`` returns when
     the write holding its entries has succeeded (or raises its error). A cancelled ``put`` (its
     hit gave up) leaves the others waiting; its entries are written anyway.
 

@@ -23,6 +23,7 @@ consumers from claiming the same entry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -281,7 +282,8 @@ class SqliteOutbox:
                 self._answer(results)
         except Exception as exc:  # sqlite3.Error, or a value SQLite cannot hold (OverflowError)
             if conn.in_transaction:
-                conn.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):  # the next BEGIN reports a stuck one
+                    conn.execute("ROLLBACK")
             _fail(batch, _outbox_error(self.path, "commit", exc))
 
     def _answer(

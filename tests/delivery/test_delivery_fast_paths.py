@@ -58,6 +58,23 @@ def test_compact_json_refuses_what_json_dumps_refused_with_the_same_error_class(
     assert compact_json({"n": math.inf}) == b'{"n":Infinity}'  # as json.dumps, allow_nan
 
 
+def test_compact_json_without_the_c_encoder_writes_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tagserver.delivery.channels as channels
+
+    value = {"a": [1, 2.5, -0.0, 1e300, None, True], "é": {"k": "v\u2028\x00"}, "n": math.inf}
+    fast = compact_json(value)
+    monkeypatch.setattr(channels, "_c_encoder", None)
+    assert compact_json(value) == fast
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        compact_json({"when": object()})
+    circular: list[Any] = []
+    circular.append(circular)
+    with pytest.raises(ValueError):
+        compact_json(circular)
+
+
 def entry(event_id: str, *, event_time: int | None = None) -> NewEntry:
     return NewEntry("meta:1:v25.0", b'{"event_id":"%s"}' % event_id.encode(), event_id, event_time)
 
@@ -263,3 +280,41 @@ def test_an_event_time_sqlite_cannot_hold_fails_no_put(tmp_path: Path) -> None:
         await outbox.close()
 
     asyncio.run(main())
+
+
+def test_the_dry_run_recorder_masks_tokens_and_secrets_when_read() -> None:
+    from tagserver.delivery.recorder import RecordingTransport
+    from tagserver.secret import MASK, Secret
+
+    recorder = RecordingTransport(limit=2)
+    secret = Secret("crm-secret-value-123")
+
+    async def main() -> None:
+        async with httpx.AsyncClient(transport=recorder) as client:
+            answer = await client.post(
+                "https://graph.test/v25.0/1/events",
+                content=b'{"data":[{"event_id":"a"},{"event_id":"b"}],"access_token":"EAAB-x"}',
+            )
+            assert answer.json()["events_received"] == 2
+            await client.post(f"https://hook.test/x?key={secret.reveal()}",
+                              json={"auth": secret.reveal(), "n": [1, {"k": "v"}]})  # fmt: skip
+            assert (await client.get("https://hook.test/y")).status_code == 204
+
+    asyncio.run(main())
+    first = recorder.records()
+    assert [r["method"] for r in first] == ["POST", "GET"]  # the oldest fell out (limit 2)
+    (hook, _) = first
+    assert hook["url"] == f"https://hook.test/x?key={MASK}"
+    assert hook["json"] == {"auth": MASK, "n": [1, {"k": "v"}]}
+    assert recorder.records() == first and recorder.records()[0] is hook  # masked once
+    assert "crm-secret-value-123" not in json.dumps(first)
+
+    meta = RecordingTransport()
+    asyncio.run(_post(meta, b'{"data":[],"access_token":"EAAB-token-value"}'))
+    (record,) = meta.records()
+    assert record["json"] == {"data": [], "access_token": MASK}
+
+
+async def _post(transport: httpx.AsyncBaseTransport, body: bytes) -> None:
+    async with httpx.AsyncClient(transport=transport) as client:
+        await client.post("https://graph.test/v25.0/1/events", content=body)
