@@ -91,8 +91,8 @@ function done(summary, latency, requests_)
   end
   local e = summary.errors
   io.write(string.format('BENCH_RESULT {"requests":%d,"duration_us":%d,"ok":%d,"other":%d,' ..
-    '"socket_errors":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
+    '"socket_errors":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%d}\n',
     summary.requests, summary.duration, total_ok, total_other,
     e.connect + e.read + e.write + e.timeout, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max))
+    latency:percentile(99), latency.max, latency.mean))
 end

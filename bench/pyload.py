@@ -3,7 +3,7 @@
 ``run_load`` keeps ``connections`` HTTP/1.1 keep-alive connections busy for ``duration_s`` seconds
 with pre-built requests (the same hits as ``hits.lua``), each connection optionally pausing
 ``delay_ms`` between requests, and returns the dict that ``hits.lua`` prints: ``requests``, ``ok``
-(200 answers), ``other``, ``socket_errors``, ``duration_us`` and latency ``p50_us``/``p90_us``/
+(200 answers), ``other``, ``socket_errors``, ``duration_us`` and latency ``mean_us``/``p50_us``/``p90_us``/
 ``p99_us``/``max_us`` in microseconds. It is far slower than wrk: its ceiling is its own.
 """
 
@@ -96,7 +96,8 @@ async def _run(host: str, port: int, connections: int, duration_s: float,
         return int(lat[min(len(lat) - 1, int(len(lat) * p / 100))] * 1e6) if lat else 0
 
     return {**counts, "duration_us": int(elapsed * 1e6), "p50_us": pct(50), "p90_us": pct(90),
-            "p99_us": pct(99), "max_us": int(lat[-1] * 1e6) if lat else 0}
+            "p99_us": pct(99), "max_us": int(lat[-1] * 1e6) if lat else 0,
+            "mean_us": int(sum(lat) / len(lat) * 1e6) if lat else 0}
 
 
 def run_load(host: str, port: int, *, connections: int, duration_s: float,
