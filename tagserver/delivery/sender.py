@@ -125,6 +125,7 @@ class Sender:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._renew_task: asyncio.Task[None] | None = None
+        self._stopped = False  # the loops end at their next turn (a cancel can be swallowed)
         self._closing = False
         self._fill_now = False
         self._outbox_empty = False
@@ -230,7 +231,7 @@ class Sender:
         """Claim new entries every ``flush_interval`` (sooner when a full batch waits or while
         stopping), so they go out in full batches; send retries when they are due."""
         next_fill = 0.0
-        while True:
+        while not self._stopped:
             now = time.monotonic()
             if now >= next_fill or self._fill_now or self._closing:
                 self._fill_now = False
@@ -249,7 +250,7 @@ class Sender:
             self._wake.clear()
 
     async def _renew_loop(self) -> None:
-        while True:
+        while not self._stopped:
             await asyncio.sleep(max(0.05, self._outbox.lease_s / 3))
             ids = [entry_id for held in self._held.values() for entry_id in held]
             try:
@@ -262,18 +263,30 @@ class Sender:
         self._unclaimed = 0
         while self._held_count < self._max_held:
             limit = min(1000, self._max_held - self._held_count)
-            claimed = await self._outbox.claim(limit)
-            by_key, key, held = self._held, None, {}
-            for entry in claimed:
-                if entry.destination != key:
-                    key = entry.destination
-                    held = by_key.setdefault(key, {})
-                if entry.id not in held:
-                    held[entry.id] = _Held(entry)
-                    self._held_count += 1
+            claim = asyncio.ensure_future(self._outbox.claim(limit))
+            try:
+                claimed = await asyncio.shield(claim)
+            except asyncio.CancelledError:
+                # stopping: the claim still runs in the outbox; hold what it takes, so that
+                # stop() releases those leases too, then stop
+                with contextlib.suppress(OutboxError):
+                    self._hold(await claim)
+                raise
+            self._hold(claimed)
             self._outbox_empty = len(claimed) < limit
             if self._outbox_empty:
                 return
+
+    def _hold(self, claimed: Sequence[OutboxEntry]) -> None:
+        """Keep claimed entries, grouped by destination (an entry held already is kept once)."""
+        by_key, key, held = self._held, None, {}
+        for entry in claimed:
+            if entry.destination != key:
+                key = entry.destination
+                held = by_key.setdefault(key, {})
+            if entry.id not in held:
+                held[entry.id] = _Held(entry)
+                self._held_count += 1
 
     def _next_due(self) -> float | None:
         dues = [
@@ -547,9 +560,12 @@ class Sender:
                     break
             self._wake.set()
             await asyncio.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
-        for task in (self._loop_task, self._renew_task):
-            if task is not None:
-                task.cancel()
+        self._stopped = True
+        loops = [t for t in (self._loop_task, self._renew_task) if t is not None]
+        for task in loops:
+            task.cancel()
+        if loops:  # finished, so that no claim or renewal of theirs comes after the release
+            await asyncio.wait(loops, timeout=1.0)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
