@@ -61,7 +61,11 @@ def _event_seconds(raw: object) -> float | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, str) and raw.strip().isascii() and raw.strip().isdigit():
+        if len(raw.strip()) > 20:  # no time has that many digits; int() of thousands would fail
+            return None
         raw = int(raw.strip())
+    if isinstance(raw, int) and not 0 < raw <= 10**20:  # huge ones would not fit a float
+        return None
     if not isinstance(raw, int | float) or not math.isfinite(raw) or raw <= 0:
         return None
     return raw / 1000 if raw >= MS_THRESHOLD else float(raw)

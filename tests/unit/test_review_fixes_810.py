@@ -100,3 +100,12 @@ def test_import_of_a_file_without_a_header_row_is_a_failure(tmp_path: Path) -> N
                         out=io.StringIO(), err=err, progress=False)
     assert status == 2
     assert "no recognised column" in err.getvalue()
+
+
+@pytest.mark.parametrize("event_time", [10**400, "9" * 5000, -(10**400), 1e308 * 10])
+def test_an_absurd_event_time_is_a_field_error_not_a_crash(event_time: object) -> None:
+    event = _event(em="jane@example.com")
+    event["event_time"] = event_time
+    with pytest.raises(HitRejected) as info:
+        parse_server_event(event, now=time.time())
+    assert {e["field"] for e in info.value.errors} == {"event_time"}
