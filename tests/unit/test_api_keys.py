@@ -10,6 +10,7 @@ import pytest
 from tagserver.cli import main
 from tagserver.server_events.idempotency import WINDOW_S, claim_event_ids, release_event_ids
 from tagserver.server_events.keys import (
+    KEY_PREFIX,
     KeyStoreError,
     authenticate,
     create_key,
@@ -35,7 +36,9 @@ def test_create_then_authenticate(path: Path) -> None:
 
 def test_the_key_is_stored_only_as_a_salted_hash(path: Path) -> None:
     _, plain = create_key(path, "crm", all_tags=True)
-    secret = plain.rsplit("_", 1)[1]
+    # tsk_<12 hex>_<secret>: the secret is token_urlsafe and may itself hold "_"
+    secret = plain.removeprefix(KEY_PREFIX).split("_", 1)[1]
+    assert len(secret) >= 40, secret
     raw = path.read_bytes()
     wal = path.with_name(path.name + "-wal")
     if wal.exists():
