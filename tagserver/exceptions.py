@@ -115,6 +115,12 @@ class UnsupportedMediaType(HitRejected):
     status = 415
 
 
+class BodyTimeout(HitRejected):
+    """The request body did not arrive in time (a slow or stalled client): 408."""
+
+    status = 408
+
+
 class OriginNotAllowed(HitRejected):
     """A browser request from an origin outside ``TAGSERVER_ALLOWED_ORIGINS``."""
 

@@ -12,7 +12,9 @@ Per request, in this order (``/healthy`` skips the limits, so a busy server stil
    requests are already in flight (REFERENCE §5), each in DESIGN.md's JSON error shape;
 2. the request itself;
 3. ``tagserver_request_duration_seconds`` by route, and one ``tagserver.access`` line
-   (:class:`tagserver.logs.AccessLog`), also when the request raised.
+   (:class:`tagserver.logs.AccessLog`), also when the request raised; a client that went away
+   while its body was read (Starlette's ``ClientDisconnect``) is logged as status 499, not
+   raised as a server error.
 """
 
 from __future__ import annotations
@@ -22,12 +24,16 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagserver.exceptions import HitRejected
 from tagserver.limits import RequestLimits
 from tagserver.logs import AccessLog
 from tagserver.metrics import Metrics
+
+#: The access log's status for a request whose client went away before the answer (nginx's 499).
+CLIENT_GONE = 499
 
 
 class Front:
@@ -96,6 +102,8 @@ class Front:
                     await self.app(scope, receive, send_status)
                 else:
                     await self._fast(handler, scope, receive, send_status)
+            except ClientDisconnect:
+                status = CLIENT_GONE  # nobody to answer, nothing went wrong here
             finally:
                 self.limits.in_flight -= 1
         finally:
@@ -120,6 +128,8 @@ class Front:
 
         try:
             await handler(scope, receive, send_started)
+        except ClientDisconnect:
+            raise
         except Exception:
             if not started:
                 from tagserver.http import error_response

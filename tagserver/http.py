@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from urllib.parse import urlsplit
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
-from tagserver.exceptions import HitRejected, PayloadTooLarge, UnsupportedMediaType
+from tagserver.exceptions import BodyTimeout, HitRejected, PayloadTooLarge, UnsupportedMediaType
 
 _BODY_TYPES = ("application/json", "text/plain")
 #: What a same-origin ``Origin`` may look like before it is echoed: scheme, host name or IP, port.
@@ -73,29 +74,43 @@ def check_body_type(request: Request) -> None:
         )
 
 
-async def read_body(request: Request, *, limit: int) -> bytes:
-    """The request body, at most ``limit`` bytes; raises :class:`PayloadTooLarge` (413) past it,
-    without reading the rest, and Starlette's ``ClientDisconnect`` when the client goes away.
+#: Seconds a client has to send the whole request body once its headers arrived (a stalled
+#: client would otherwise hold one of ``TAGSERVER_MAX_CONCURRENCY`` places for ever).
+BODY_TIMEOUT_S = 10.0
 
-    Reads the ASGI messages itself (one ``receive`` per chunk, no async generator): the hot path
-    of every hit. The request's body cannot be read a second time afterwards.
+
+async def read_body(request: Request, *, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The request body, at most ``limit`` bytes, within ``timeout_s`` seconds.
+
+    Raises :class:`PayloadTooLarge` (413) past the limit, without reading the rest;
+    :class:`~tagserver.exceptions.BodyTimeout` (408) when the body takes longer; Starlette's
+    ``ClientDisconnect`` when the client goes away. Reads the ASGI messages itself (one
+    ``receive`` per chunk, no async generator): the hot path of every hit. The request's body
+    cannot be read a second time afterwards.
     """
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
     size = 0
-    while True:
-        message = await request.receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnect()
-        chunk: bytes = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                message = await request.receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
+                chunk: bytes = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except TimeoutError:
+        raise BodyTimeout(
+            "request body too slow",
+            errors=[{"field": "body", "message": f"send the whole body within {timeout_s:g} s"}],
+        ) from None
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

@@ -90,3 +90,30 @@ def test_an_error_after_the_answer_started_is_only_raised() -> None:
     front = _front(late, Recorder())
     with pytest.raises(RuntimeError, match="late"):
         _get(front, "POST", "/e")
+
+
+def test_a_client_gone_mid_body_is_logged_499_and_not_raised() -> None:
+    from starlette.requests import ClientDisconnect
+
+    async def reading(scope: Scope, receive: Receive, send: Send) -> None:
+        raise ClientDisconnect()
+
+    log = Recorder()
+    front = _front(reading, log)
+    sent: list[Any] = []
+
+    async def go() -> None:
+        async def receive() -> Any:
+            return {"type": "http.disconnect"}
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "POST", "path": "/e", "headers": [],
+                 "query_string": b""}  # fmt: skip
+        await front(scope, receive, send)  # no exception: nothing went wrong on our side
+
+    asyncio.run(go())
+    assert sent == []  # no 500 to nobody
+    assert log.lines == [("POST", "/e", 499)]
+    assert front.in_flight == 0

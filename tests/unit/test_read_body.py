@@ -1,0 +1,58 @@
+"""read_body: the size limit, the slow-client timeout (408) and a client that goes away."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from starlette.requests import ClientDisconnect, Request
+
+from tagserver.exceptions import BodyTimeout, PayloadTooLarge
+from tagserver.http import read_body
+
+
+def _request(messages: list[dict[str, Any]], *, stall: bool = False) -> Request:
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        if stall:
+            await asyncio.Event().wait()  # a client that sends nothing more
+        return {"type": "http.disconnect"}
+
+    scope = {"type": "http", "method": "POST", "path": "/e", "headers": [], "query_string": b""}
+    return Request(scope, receive)
+
+
+def test_chunks_are_joined() -> None:
+    parts = [{"type": "http.request", "body": b"ab", "more_body": True},
+             {"type": "http.request", "body": b"cd", "more_body": False}]  # fmt: skip
+    assert asyncio.run(read_body(_request(parts), limit=10)) == b"abcd"
+
+
+def test_over_the_limit_is_413_without_reading_on() -> None:
+    parts = [{"type": "http.request", "body": b"x" * 8, "more_body": True},
+             {"type": "http.request", "body": b"x" * 8, "more_body": True}]  # fmt: skip
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(read_body(_request(parts, stall=True), limit=10))
+
+
+def test_a_stalled_body_is_408_after_the_timeout() -> None:
+    parts = [{"type": "http.request", "body": b"{\"event", "more_body": True}]
+
+    async def go() -> float:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        with pytest.raises(BodyTimeout) as info:
+            await read_body(_request(parts, stall=True), limit=1000, timeout_s=0.2)
+        assert info.value.status == 408
+        return loop.time() - start
+
+    took = asyncio.run(go())
+    assert 0.15 < took < 2.0
+
+
+def test_a_client_gone_mid_body_is_client_disconnect() -> None:
+    parts = [{"type": "http.request", "body": b"{", "more_body": True}]
+    with pytest.raises(ClientDisconnect):
+        asyncio.run(read_body(_request(parts), limit=1000))
