@@ -1,9 +1,11 @@
 """The one middleware around every HTTP request: limits, timing, the access log, the hot route.
 
 It replaces three middlewares (limits, access log, metrics) that each wrapped ``send`` and
-awaited the next layer, and it hands ``POST``/``OPTIONS`` on the collect path straight to the
-collect handler, past Starlette's router and exception middleware (which that handler never needs:
-it answers its own errors). Everything else goes on to the Starlette application.
+awaited the next layer. It wraps Starlette's whole stack (:class:`FrontedStarlette`) and hands
+``POST``/``OPTIONS`` on the collect path straight to the collect handler, past all of Starlette's
+layers (router, exception and error middleware: that handler answers its own errors, and
+:meth:`Front._fast` answers an unexpected one with a JSON 500). Everything else goes on to the
+Starlette application.
 
 Per request, in this order (``/healthy`` skips the limits, so a busy server still looks alive):
 

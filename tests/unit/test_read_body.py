@@ -56,3 +56,24 @@ def test_a_client_gone_mid_body_is_client_disconnect() -> None:
     parts = [{"type": "http.request", "body": b"{", "more_body": True}]
     with pytest.raises(ClientDisconnect):
         asyncio.run(read_body(_request(parts), limit=1000))
+
+
+def test_another_cancel_stays_a_cancel_and_fast_reads_are_never_timed_out() -> None:
+    async def go() -> None:
+        reader = asyncio.ensure_future(
+            read_body(_request([{"type": "http.request", "body": b"{", "more_body": True}],
+                               stall=True), limit=1000, timeout_s=5.0))  # fmt: skip
+        await asyncio.sleep(0.05)
+        reader.cancel()  # e.g. the server shutting down
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        # many quick reads while a sweeper runs with a short timeout: none is cancelled
+        for _ in range(200):
+            body = await read_body(
+                _request([{"type": "http.request", "body": b"{}", "more_body": False}]),
+                limit=1000, timeout_s=0.04,
+            )
+            assert body == b"{}"
+            await asyncio.sleep(0.001)
+
+    asyncio.run(go())
