@@ -34,10 +34,7 @@ import hashlib
 import importlib.util
 import json
 import random
-import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,8 +45,11 @@ from typing import Any
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "bench"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
+
+from redis_proc import start_redis  # noqa: E402
 
 from tagserver.delivery.channels import MetaChannel  # noqa: E402
 from tagserver.delivery.drops import DropCounter  # noqa: E402
@@ -212,27 +212,6 @@ def check(outbound: list[Outbound], transport: GraphTransport, delivered: int) -
             raise RuntimeError(f"event {item.payload['event_id']} missing or changed")
 
 
-def start_redis(port: int, workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    process = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"redis-server did not start on port {port}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=20_000, help="events per run")
@@ -267,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             redis_url = None
             if "redis" in backends:
-                redis_proc, redis_url = start_redis(args.redis_port, workdir)
+                redis_proc, redis_url = start_redis(workdir, args.redis_port)
             for number in range(args.runs):
                 for backend in backends:  # in turn: a busy moment of the machine hits all
                     runs[backend].append(runner(one_run(

@@ -37,6 +37,9 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from redis_proc import start_redis  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 HOST = "t.shop.example"
 HEADERS = {"Origin": "https://www.shop.example", "Host": HOST,
@@ -132,25 +135,6 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("tagserver did not become healthy")
 
 
-def start_redis(workdir: Path, cpu: int | None) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen(
-        pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", str(workdir)], cpu),
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    for _ in range(100):
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                sock.sendall(b"PING\r\n")
-                if sock.recv(16).startswith(b"+PONG"):
-                    return process, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError("redis-server did not start")
-
-
 def pinned(command: list[str], cpu: int | None) -> list[str]:
     """``command`` run on one CPU with ``taskset`` (when asked for and installed)."""
     if cpu is None or not shutil.which("taskset"):
@@ -203,7 +187,7 @@ def run_backend(backend: str, *, seconds: float, connections: int, tool: str,
     elif backend == "sqlite":
         spec = str(workdir / f"bench-{time.time_ns()}.sqlite3")
     else:
-        redis_proc, spec = start_redis(workdir, load_cpu)
+        redis_proc, spec = start_redis(workdir, free_port(), cpu=load_cpu)
     port = free_port()
     env = {**os.environ, "TAGSERVER_OUTBOX": spec, "TAGSERVER_DRY_RUN": "1",
            "TAGSERVER_LOG_LEVEL": "warning", "TAGSERVER_SITE_DOMAINS": "www.shop.example",
