@@ -69,7 +69,7 @@ from tagserver.identity import (
     resolve_identity,
 )
 from tagserver.limits import RateLimits, RequestLimits
-from tagserver.logs import AccessLog
+from tagserver.logs import AccessLog, plain_access_paths
 from tagserver.metrics import CONTENT_TYPE, Metrics
 from tagserver.purchase_token import PurchaseReplayGuard
 from tagserver.server_events.api import handle_api_events
@@ -148,13 +148,11 @@ def create_app(
             "visitor ids can be forged. Set a random key in production."
         )
 
-    plain_paths = frozenset(
-        {settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events",
-         "(not found)",
-         "/g/collect", "/g/collect/", "/_/set_cookie", "/_/service_worker/", "/{prefix}/g/collect",
-         "/{prefix}/g/collect/", "/{prefix}/_/set_cookie", "/{prefix}/_/service_worker/"}
-    )  # fmt: skip
-    access_log = AccessLog(plain_paths)
+    access_log = AccessLog(
+        plain_access_paths(
+            settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events"
+        )
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

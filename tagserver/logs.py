@@ -99,6 +99,15 @@ def loggable_path(path: str, status: int) -> str:
     return path[:200]
 
 
+def plain_access_paths(*routes: str) -> frozenset[str]:
+    """Every path :func:`loggable_path` can show for ``routes`` (fixed paths; settings restrict
+    the configured ones to ``[A-Za-z0-9._~/-]``) and for the GA4 routes, with and without their
+    free prefix and trailing slash, plus ``(not found)``: the strings :class:`AccessLog` may
+    write without redaction."""
+    ga4 = {form for route in _GA4_ROUTES for form in (route, route.rstrip("/") + "/")}
+    return frozenset({*routes, *ga4, *("/{prefix}" + p for p in ga4), "(not found)"})
+
+
 #: Methods written into the access line as they are (anything else goes through :func:`redact`).
 _PLAIN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 

@@ -53,11 +53,6 @@ def public_ip(ip: IPAddress | None) -> str | None:
     return str(ip) if ip is not None and is_public(ip) else None
 
 
-def visitor_ip(request: Request, state: AppState) -> str | None:
-    """The visitor's public address as text, or ``None`` (unknown, private or loopback)."""
-    return public_ip(request_client_ip(request, state))
-
-
 def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -> None:
     """Count one hit against the limits of its trusted client IP ``ip`` (from
     :func:`request_client_ip`; private addresses included, the socket peer when unknown) and of
