@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Receive, Scope
 
 from tagserver.bots import is_bot
 from tagserver.clients.collect import event_from_hit, parse_collect_body
@@ -54,6 +54,7 @@ from tagserver.ga4.handler import handle_ga4_collect, handle_service_worker, han
 from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
     JSONReply,
+    answer_headers,
     check_body_type,
     cors_headers,
     error_response,
@@ -301,9 +302,8 @@ def create_app(
     )
     app.state.tagserver = state
 
-    async def collect_asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await handle_collect(Request(scope, receive), state)
-        await response(scope, receive, send)
+    async def collect_fast(scope: Scope, receive: Receive) -> Response:
+        return await handle_collect(Request(scope, receive), state)
 
     front_parts.update(
         limits=RequestLimits(
@@ -320,8 +320,8 @@ def create_app(
             "/metrics": "metrics",
         },
         # the hot route skips all of Starlette's layers (the front answers its unexpected errors)
-        fast={("POST", settings.collect_path): collect_asgi,
-              ("OPTIONS", settings.collect_path): collect_asgi},
+        fast={("POST", settings.collect_path): collect_fast,
+              ("OPTIONS", settings.collect_path): collect_fast},
     )  # fmt: skip
     return app
 
@@ -487,7 +487,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         return outbox_unavailable(headers=cors)
     state.metrics.hit_outcome["accepted"].inc()
     response = JSONReply(
-        {"event_id": event.event_id, "commands": result.commands}, headers={**NO_STORE, **cors}
+        {"event_id": event.event_id, "commands": result.commands}, answer_headers(origin)
     )
     set_cookies(response, identity.cookies)
     return response

@@ -22,17 +22,22 @@ Per request, in this order (``/healthy`` skips the limits, so a busy server stil
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tagserver.exceptions import HitRejected
+from tagserver.http import error_response
 from tagserver.limits import RequestLimits
 from tagserver.logs import AccessLog
 from tagserver.metrics import Metrics
+
+#: A hot-route handler: the request's scope and receive → the answer, which the front sends.
+FastHandler = Callable[[Scope, Receive], Awaitable[Response]]
 
 #: The access log's status for a request whose client went away before the answer (nginx's 499).
 CLIENT_GONE = 499
@@ -42,7 +47,8 @@ class Front:
     """The outer ASGI middleware (see the module docstring).
 
     ``routes`` maps a path to its metrics label (anything else is ``other``); ``fast`` maps
-    ``(method, path)`` to an ASGI handler called directly, without the router; ``metrics`` and
+    ``(method, path)`` to a :data:`FastHandler` called directly, without the router (the front
+    sends the answer it returns); ``metrics`` and
     ``access_log`` may be ``None`` (nothing timed or logged, as in unit tests of the limits).
     """
 
@@ -54,7 +60,7 @@ class Front:
         metrics: Metrics | None = None,
         access_log: AccessLog | None = None,
         routes: Mapping[str, str] | None = None,
-        fast: Mapping[tuple[str, str], ASGIApp] | None = None,
+        fast: Mapping[tuple[str, str], FastHandler] | None = None,
     ) -> None:
         self.app = app
         self.limits = limits
@@ -79,31 +85,29 @@ class Front:
             return
         start = time.perf_counter()
         status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
         path: str = scope["path"]
         try:
+            handler = self.fast.get((scope["method"], path))
+            if handler is not None:
+                status = await self._fast(handler, scope, receive, send)
+                return
+
+            async def send_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
             if path == "/healthy":
                 await self.app(scope, receive, send_status)
                 return
             refused = self.limits.refuse(scope)
             if refused is not None:
-                from tagserver.http import error_response
-
                 await error_response(refused)(scope, receive, send_status)
                 return
-            handler = self.fast.get((scope["method"], path))
             self.limits.in_flight += 1
             try:
-                if handler is None:
-                    await self.app(scope, receive, send_status)
-                else:
-                    await self._fast(handler, scope, receive, send_status)
+                await self.app(scope, receive, send_status)
             except ClientDisconnect:
                 status = CLIENT_GONE  # nobody to answer, nothing went wrong here
             finally:
@@ -117,29 +121,29 @@ class Front:
             if self.access_log is not None:
                 self.access_log.write(scope["method"], path, status, elapsed)
 
-    async def _fast(self, handler: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run a hot-route handler outside Starlette's error middleware: an exception it raises
-        is answered ``500`` in DESIGN.md's error shape (when no answer has started) and raised
-        on, so that the server logs it."""
-        started = False
-
-        async def send_started(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await handler(scope, receive, send_started)
-        except ClientDisconnect:
-            raise
-        except Exception:
-            if not started:
-                from tagserver.http import error_response
-
+    async def _fast(self, handler: FastHandler, scope: Scope, receive: Receive, send: Send) -> int:
+        """Run a hot-route handler outside Starlette's error middleware, within the limits, and
+        send its answer; the status sent. An exception the handler raises is answered ``500`` in
+        DESIGN.md's error shape and raised on, so that the server logs it; a client gone while
+        its body was read is :data:`CLIENT_GONE`, nothing raised."""
+        refused = self.limits.refuse(scope)
+        if refused is not None:
+            response: Response = error_response(refused)
+        else:
+            self.limits.in_flight += 1
+            try:
+                response = await handler(scope, receive)
+            except ClientDisconnect:
+                return CLIENT_GONE
+            except Exception:
                 failed = HitRejected("internal error", errors=[])
                 failed.status = 500
                 await error_response(failed)(scope, receive, send)
-            raise
+                raise
+            finally:
+                self.limits.in_flight -= 1
+        await response(scope, receive, send)
+        return response.status_code
 
 
 class FrontedStarlette(Starlette):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,17 +33,29 @@ def error_response(exc: HitRejected, *, headers: dict[str, str] | None = None) -
     )
 
 
+#: Response headers as ASGI sends them: ``(lower-case name, value)`` byte pairs.
+RawHeaders = tuple[tuple[bytes, bytes], ...]
+
+
 class JSONReply(JSONResponse):
     """A JSON answer built with the fewest steps, for the hot path: the same bytes and headers as
     ``JSONResponse(content, headers=headers)`` (compact UTF-8 JSON, ``content-length``,
-    ``application/json``), with header names already lower case. Set-Cookie headers may be
-    appended to ``raw_headers`` afterwards."""
+    ``application/json``), with header names already lower case; ``headers`` may also be
+    already encoded (:func:`answer_headers`). Set-Cookie headers may be appended to
+    ``raw_headers`` afterwards."""
 
-    def __init__(self, content: object, headers: dict[str, str], status_code: int = 200) -> None:
+    def __init__(
+        self, content: object, headers: dict[str, str] | RawHeaders, status_code: int = 200
+    ) -> None:
         self.status_code = status_code
         self.background = None
         self.body = _compact(content).encode("utf-8")
-        self.raw_headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+        if isinstance(headers, tuple):
+            self.raw_headers = list(headers)
+        else:
+            self.raw_headers = [
+                (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
+            ]
         self.raw_headers += (
             (b"content-length", str(len(self.body)).encode("ascii")),
             (b"content-type", b"application/json"),
@@ -177,6 +190,15 @@ def cors_headers(origin: str) -> dict[str, str]:
         "access-control-allow-credentials": "true",
         "vary": "Origin",
     }
+
+
+@lru_cache(maxsize=256)
+def answer_headers(origin: str | None) -> RawHeaders:
+    """``Cache-Control: no-store`` and, for an allowed ``origin`` (checked by the caller with
+    :func:`origin_allowed`), its :func:`cors_headers`, encoded once per origin (the most recent
+    256 are kept)."""
+    headers = {"cache-control": "no-store", **(cors_headers(origin) if origin else {})}
+    return tuple((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
 
 
 def preflight_headers(origin: str, *, methods: str = "POST, OPTIONS") -> dict[str, str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from tagserver.front import Front
@@ -50,8 +51,8 @@ def _get(front: Front, method: str, path: str, *, raise_errors: bool = True) -> 
 
 
 def test_the_hot_route_goes_to_its_handler_and_the_rest_to_the_app() -> None:
-    async def fast(scope: Scope, receive: Receive, send: Send) -> None:
-        await _answer(send, 200, b"fast")
+    async def fast(scope: Scope, receive: Receive) -> Response:
+        return Response(b"fast")
 
     log, metrics = Recorder(), Metrics()
     front = _front(fast, log, metrics)
@@ -66,7 +67,7 @@ def test_the_hot_route_goes_to_its_handler_and_the_rest_to_the_app() -> None:
 
 
 def test_an_unexpected_error_on_the_hot_route_is_a_json_500_and_raised_on() -> None:
-    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+    async def broken(scope: Scope, receive: Receive) -> Response:
         raise RuntimeError("bug")
 
     log = Recorder()
@@ -82,20 +83,29 @@ def test_an_unexpected_error_on_the_hot_route_is_a_json_500_and_raised_on() -> N
     assert front.in_flight == 0
 
 
-def test_an_error_after_the_answer_started_is_only_raised() -> None:
-    async def late(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        raise RuntimeError("late")
+def test_the_hot_route_is_held_to_the_limits() -> None:
+    seen: list[int] = []
 
-    front = _front(late, Recorder())
-    with pytest.raises(RuntimeError, match="late"):
-        _get(front, "POST", "/e")
+    async def fast(scope: Scope, receive: Receive) -> Response:
+        seen.append(front.in_flight)
+        return Response(b"fast", status_code=201)
+
+    log = Recorder()
+    front = _front(fast, log)
+    assert _get(front, "POST", "/e").status_code == 201
+    assert seen == [1]  # counted in flight while it runs
+    refused = _get(front, "POST", "/e?" + "q" * 2000)  # over max_query_bytes
+    assert refused.status_code == 414
+    assert refused.json()["ok"] is False
+    assert seen == [1]  # not called
+    assert log.lines == [("POST", "/e", 201), ("POST", "/e", 414)]
+    assert front.in_flight == 0
 
 
 def test_a_client_gone_mid_body_is_logged_499_and_not_raised() -> None:
     from starlette.requests import ClientDisconnect
 
-    async def reading(scope: Scope, receive: Receive, send: Send) -> None:
+    async def reading(scope: Scope, receive: Receive) -> Response:
         raise ClientDisconnect()
 
     log = Recorder()

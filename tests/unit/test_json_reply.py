@@ -33,3 +33,17 @@ def test_nan_is_refused_like_json_response() -> None:
         JSONReply({"value": math.nan}, {})
     with pytest.raises(ValueError):
         JSONResponse({"value": math.nan})
+
+
+def test_encoded_answer_headers_are_the_no_store_and_cors_headers() -> None:
+    from tagserver.http import answer_headers, cors_headers
+
+    origin = "https://www.shop.example"
+    expected = JSONReply({}, {"cache-control": "no-store", **cors_headers(origin)})
+    assert JSONReply({}, answer_headers(origin)).raw_headers == expected.raw_headers
+    assert JSONReply({}, answer_headers(None)).raw_headers == JSONReply(
+        {}, {"cache-control": "no-store"}
+    ).raw_headers
+    reply = JSONReply({}, answer_headers(origin))
+    reply.raw_headers.append((b"set-cookie", b"a=b"))  # the cached headers stay as they were
+    assert (b"set-cookie", b"a=b") not in answer_headers(origin)
