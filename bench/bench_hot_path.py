@@ -24,6 +24,13 @@ of normalised contact data only helps where values really repeat (country, names
 Figures: CPU microseconds per hit (``time.process_time``) for the mix and for each kind alone,
 the best and the median of ``--runs`` runs (the best run is the one least disturbed by other
 processes on a shared machine).
+
+``--json-parts`` measures instead the JSON work ``handle_collect`` and ``Sender.submit`` do per
+hit of the mix, each part alone: ``decode_json_body(body)``, the reply ``JSONReply({"event_id",
+"commands"}, headers)`` and ``compact_json(payload)`` of each outbound event (what is stored in the
+outbox; the Meta batch body is these bytes joined). The same script run against an older tree
+(``PYTHONPATH=<tree> python bench/bench_hot_path.py --json-parts`` from that tree) gives the
+figures before a change.
 """
 
 from __future__ import annotations
@@ -161,11 +168,56 @@ def check(hit: Callable[[bytes], ContainerResult], kind: str) -> dict[str, Any]:
     return dict(result.outbound[0].payload)
 
 
+def json_parts(hit: Callable[[bytes], ContainerResult], mix: Sequence[bytes],
+               runs: int) -> dict[str, tuple[float, float]]:
+    """CPU µs per hit of the mix for each JSON part alone: (best, median) of ``runs`` runs."""
+    from tagserver.clients.collect import decode_json_body
+    from tagserver.delivery.channels import compact_json
+    from tagserver.http import JSONReply
+
+    replies = []
+    payloads = []
+    for data in mix:
+        result = hit(data)
+        event_id = parse_collect_body(data, now=NOW).event_id
+        replies.append({"event_id": event_id, "commands": result.commands})
+        payloads.append([item.payload for item in result.outbound])
+    headers = {"cache-control": "no-store", "access-control-allow-origin": HEADERS["origin"],
+               "access-control-allow-credentials": "true", "vary": "Origin"}
+
+    def decode() -> None:
+        for data in mix:
+            decode_json_body(data)
+
+    def reply() -> None:
+        for content in replies:
+            JSONReply(content, headers=headers)
+
+    def store() -> None:
+        for outbound in payloads:
+            for payload in outbound:
+                compact_json(payload)
+
+    parts: dict[str, tuple[float, float]] = {}
+    for name, work in (("decode_json_body", decode), ("JSONReply", reply),
+                       ("compact_json", store)):
+        work()  # warm-up
+        figures = []
+        for _ in range(runs):
+            start = time.process_time()
+            work()
+            figures.append((time.process_time() - start) / len(mix) * 1e6)
+        parts[name] = min(figures), statistics.median(figures)
+    return parts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--hits", type=int, default=20000, help="hits per run (default 20000)")
     parser.add_argument("--runs", type=int, default=7, help="runs per figure (default 7)")
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of one mix run")
+    parser.add_argument("--json-parts", action="store_true",
+                        help="CPU µs per hit of each JSON part of the hot path instead")
     args = parser.parse_args()
     container = load_container(ROOT / "tags", environ=ENVIRON)
     fbp, visitor = identity()
@@ -182,6 +234,15 @@ def main() -> None:
         cProfile.runctx("for b in mix: hit(b)", globals(), {"mix": mix, "hit": hit},
                         args.profile)
         print(f"profile written to {args.profile}")
+        return
+    if args.json_parts:
+        parts = json_parts(hit, mix, args.runs)
+        print(f"CPU µs per hit of the mix, {args.hits} hits per run, best / median of "
+              f"{args.runs} runs (JSON parts of handle_collect and Sender.submit):")
+        for name, (best, median) in parts.items():
+            print(f"  {name:<17} {best:8.2f} best  {median:8.2f} median")
+        total = sum(best for best, _ in parts.values())
+        print(f"  {'sum of bests':<17} {total:8.2f}")
         return
     measure(hit, mix[:2000], 1)  # warm-up: lazy tables, caches of the first values
     figures = {"mix": measure(hit, mix, args.runs)}

@@ -14,6 +14,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
 from tagserver.exceptions import BodyTimeout, HitRejected, PayloadTooLarge, UnsupportedMediaType
+from tagserver.json_codec import dumps
 
 _BODY_TYPES = ("application/json", "text/plain")
 #: What a same-origin ``Origin`` may look like before it is echoed: scheme, host name or IP, port.
@@ -49,7 +50,7 @@ class JSONReply(JSONResponse):
     ) -> None:
         self.status_code = status_code
         self.background = None
-        self.body = _compact(content).encode("utf-8")
+        self.body = dumps(content, _stdlib_compact)
         if isinstance(headers, tuple):
             self.raw_headers = list(headers)
         else:
@@ -64,6 +65,12 @@ class JSONReply(JSONResponse):
 
 #: ``json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":"))``, built once.
 _compact = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
+
+
+def _stdlib_compact(content: object) -> bytes:
+    """What ``JSONResponse`` renders: :data:`_compact` as UTF-8 (:func:`tagserver.json_codec.dumps`
+    writes the same with orjson unless it would differ)."""
+    return _compact(content).encode("utf-8")
 
 
 def _printable(text: str) -> str:

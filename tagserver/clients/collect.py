@@ -17,6 +17,7 @@ from typing import Any
 from tagserver.consent import GRANTED, Consent, parse_consent
 from tagserver.event import Event
 from tagserver.exceptions import HitRejected
+from tagserver.json_codec import loads_fast, too_deep
 
 MAX_NAME_LENGTH = 100
 MAX_ID_LENGTH = 200
@@ -130,21 +131,6 @@ def _check_tree(value: object, path: str, depth: int, errors: list[dict[str, str
             _check_tree(item, f"{path}.{key}" if path else str(key), depth + 1, errors)
 
 
-def _too_deep(value: object, depth: int) -> bool:
-    """Whether an object or array in ``value`` (itself at ``depth``) lies deeper than
-    :data:`MAX_DEPTH`."""
-    if isinstance(value, dict):
-        value = value.values()
-    elif not isinstance(value, list):
-        return False
-    if depth > MAX_DEPTH:
-        return True
-    for item in value:
-        if isinstance(item, _CONTAINER) and _too_deep(item, depth + 1):
-            return True
-    return False
-
-
 def _decode(text: str, decoder: json.JSONDecoder | None) -> Any:
     """``text`` decoded by ``decoder`` (``None``: ``json.loads`` refusing ``NaN``/``Infinity``),
     every failure as :class:`HitRejected`; :class:`_NonFiniteNumber` passes through."""
@@ -181,10 +167,16 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
     convert, lone UTF-16 surrogates (``"\\ud800"``: no UTF-8 request can carry them) and nesting
     deeper than :data:`MAX_DEPTH`.
 
-    Most bodies are checked while they are decoded (:data:`_FAST_DECODER`) and by two scans of
-    the text (surrogate escapes, brackets); only a body that might hold a problem is walked by
-    :func:`_check_tree`, which names every problem's field.
+    Most bodies are decoded by orjson (:func:`~tagserver.json_codec.loads_fast`: stdlib's object
+    or ``MISS``); an object from it has none of these problems (orjson refuses them, and
+    ``loads_fast`` leaves long digit runs and nesting past :data:`MAX_DEPTH` to stdlib). Any other
+    body is decoded by stdlib ``json``, checked while it is decoded (:data:`_FAST_DECODER`) and
+    by two scans of the text (surrogate escapes, brackets); only a body that might hold a problem
+    is walked by :func:`_check_tree`, which names every problem's field.
     """
+    fast = loads_fast(body, max_depth=MAX_DEPTH)
+    if type(fast) is dict:
+        return fast
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -209,7 +201,7 @@ def decode_json_body(body: bytes) -> dict[str, Any]:
     if not suspect and "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None:
         suspect = True
     if not suspect and text.count("{") + text.count("[") > MAX_DEPTH:
-        suspect = _too_deep(data, 1)
+        suspect = too_deep(data, MAX_DEPTH)
     if suspect:
         errors: list[dict[str, str]] = []
         _check_tree(data, "", 1, errors)

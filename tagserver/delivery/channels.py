@@ -18,6 +18,7 @@ from typing import Any, Protocol, cast
 from tagserver.delivery.retry import classify_meta_response, parse_retry_after
 from tagserver.exceptions import DeliveryError, DestinationRejected, DestinationUnavailable
 from tagserver.ga4.forward import forward_request
+from tagserver.json_codec import dumps, loads
 from tagserver.tags.ga4 import GA4Destination
 from tagserver.tags.http import HttpDestination
 from tagserver.tags.meta import MetaDestination
@@ -64,9 +65,15 @@ _c_encoder: Callable[[Any, int], Sequence[str]] | None = (
 
 def compact_json(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (no spaces, non-ASCII kept as UTF-8), byte for byte what
-    ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` gives, encoded. Raises
-    ``TypeError`` for a value JSON cannot hold, ``ValueError`` for a lone surrogate (from the
-    UTF-8 encoding), a circular or a too deeply nested value."""
+    ``json.dumps(value, separators=(",", ":"), ensure_ascii=False)`` gives, encoded; written by
+    orjson (:func:`tagserver.json_codec.dumps`) unless it would differ. Raises ``TypeError`` for
+    a value JSON cannot hold, ``ValueError`` for a lone surrogate (from the UTF-8 encoding), a
+    circular or a too deeply nested value."""
+    return dumps(value, _stdlib_compact_json)
+
+
+def _stdlib_compact_json(value: Any) -> bytes:
+    """:func:`compact_json` by stdlib ``json`` alone."""
     try:
         if _c_encoder is not None:
             return "".join(_c_encoder(value, 0)).encode("utf-8")
@@ -86,7 +93,7 @@ def payload_mapping(payload: Payload) -> Mapping[str, Any]:
     """``payload`` as a mapping (stored bytes are decoded). Raises ``ValueError`` for bytes that
     are not a JSON object."""
     if isinstance(payload, bytes | bytearray):
-        value = json.loads(payload)
+        value = loads(payload)
         if not isinstance(value, dict):
             raise ValueError("the stored payload is not a JSON object")
         return cast(dict[str, Any], value)

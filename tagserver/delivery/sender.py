@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -42,6 +41,7 @@ from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sealed import Sealer, UnknownSecret, unseal
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable, OutboxError
+from tagserver.json_codec import loads
 from tagserver.metrics import Metrics
 from tagserver.secret import Secret
 from tagserver.tags import Outbound
@@ -529,7 +529,7 @@ class Sender:
         :class:`UnknownSecret`."""
         if b"\\u0000" not in payload:
             return payload
-        return encode_payload(unseal(json.loads(payload), self._secrets))
+        return encode_payload(unseal(loads(payload), self._secrets))
 
     async def _bury(self, key: str, label: str, batch: Sequence[_Held], failure: Failure) -> None:
         await self._outbox.bury([h.entry for h in batch], failure)
