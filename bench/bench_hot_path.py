@@ -182,8 +182,14 @@ def json_parts(hit: Callable[[bytes], ContainerResult], mix: Sequence[bytes],
         event_id = parse_collect_body(data, now=NOW).event_id
         replies.append({"event_id": event_id, "commands": result.commands})
         payloads.append([item.payload for item in result.outbound])
-    headers = {"cache-control": "no-store", "access-control-allow-origin": HEADERS["origin"],
-               "access-control-allow-credentials": "true", "vary": "Origin"}
+    try:  # the answer's headers as handle_collect passes them (encoded once per origin)
+        from tagserver.http import answer_headers
+    except ImportError:  # a tree from before answer_headers: a dict, encoded per reply
+        headers: Any = {"cache-control": "no-store", "access-control-allow-origin":
+                        HEADERS["origin"], "access-control-allow-credentials": "true",
+                        "vary": "Origin"}  # fmt: skip
+    else:
+        headers = answer_headers(HEADERS["origin"])
 
     def decode() -> None:
         for data in mix:

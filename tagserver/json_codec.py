@@ -2,8 +2,8 @@
 ``json`` where it would not.
 
 Hit bodies, replies and outbox payloads are decoded and encoded here: CPU µs per hit of the
-benchmark mix, stdlib → this module, decoding the body 2.9 → 1.5, the reply 5.6 → 2.8 (with its
-headers), the CAPI event stored in the outbox 3.8 → 1.9 (``bench/bench_hot_path.py
+benchmark mix, stdlib → this module, decoding the body 2.9 → 1.5, the reply 4.7 → 1.9 (with its
+headers), the CAPI event stored in the outbox 3.8 → 1.8 (``bench/bench_hot_path.py
 --json-parts``); orjson itself takes a fifth of that, the rest is the checks below. Every result
 is the stdlib's, byte for byte and exception for exception, but for the one difference listed at
 the end: where orjson would differ, the input goes to stdlib ``json`` instead.

@@ -281,6 +281,24 @@ def test_known_hit_bodies_decode_as_before(text: str) -> None:
     same(b"\xef\xbb\xbf" + text.encode("utf-8"))
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        '{"a": "é"}'.encode("utf-16"),
+        '{"a": "é"}'.encode("utf-32-le"),
+        b'\xef\xbb\xbf{"a": 1}',
+        b'{"a": "\xed\xa0\x80"}',  # stdlib's bytes path decodes with surrogatepass
+        b'{"a": "\\ud800"}',
+        b'{"a": NaN, "b": -Infinity}',
+        b'{"a": 1e400}',
+        b'{"a": 18446744073709551616}',
+    ],
+)
+def test_loads_leaves_to_stdlib_what_orjson_reads_otherwise(data: bytes) -> None:
+    assert loads_fast(data) is MISS
+    assert outcome(lambda: loads(data)) == outcome(lambda: json.loads(data))
+
+
 def test_big_integers_stay_integers() -> None:
     text = b'{"a": 18446744073709551616, "b": -9223372036854775809, "c": 1e2}'
     assert orjson.loads(text)["a"] == 1.8446744073709552e19  # why the guard exists
