@@ -15,11 +15,11 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import IPAddress, is_public, resolve_client_ip
+from tagserver.client_ip import IPAddress, client_ip_of_headers, is_public
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
@@ -35,15 +35,14 @@ log = logging.getLogger("tagserver.app")
 
 def request_client_ip(request: Request, state: AppState) -> IPAddress | None:
     """The client address of ``request`` through the trusted proxies
-    (:func:`~tagserver.client_ip.resolve_client_ip`), private addresses included; ``None`` when
-    unknown. Resolve it once per request and pass it to :func:`public_ip` and
-    :func:`check_rate_limits`."""
-    peer = request.client.host if request.client else None
-    return resolve_client_ip(
-        peer,
-        request.headers.getlist("x-forwarded-for"),
+    (:func:`~tagserver.client_ip.resolve_client_ip`, on the raw headers), private addresses
+    included; ``None`` when unknown. Resolve it once per request and pass it to
+    :func:`public_ip` and :func:`check_rate_limits`."""
+    client = request.scope.get("client")  # request.client, without building an Address
+    return client_ip_of_headers(
+        client[0] if client is not None else None,
+        request.headers.raw,
         trusted_proxies=state.settings.trusted_proxies,
-        forwarded=request.headers.getlist("forwarded"),
     )
 
 
@@ -74,13 +73,36 @@ def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -
 
 def context_headers(request: Request) -> dict[str, str]:
     """The request headers triggers and variables may read: names lower case, ``Cookie`` left
-    out (cookies are read one by one)."""
-    return {k: v for k, v in request.headers.items() if k != "cookie"}
+    out (cookies are read one by one). A repeated header: its last value, as
+    ``dict(request.headers.items())`` has it."""
+    return {
+        name.decode("latin-1"): value.decode("latin-1")
+        for name, value in request.headers.raw
+        if name != b"cookie"
+    }
 
 
 def context_cookies(request: Request) -> Mapping[str, str]:
-    """The request cookies triggers and variables may read."""
-    return request.cookies
+    """The request cookies triggers and variables may read: exactly Starlette's
+    ``request.cookies`` (every ``Cookie`` header, a repeated name keeps its last value, quoted
+    values unquoted as Python's ``http.cookies`` does), without its per-value unquoting call when
+    no value is quoted."""
+    cookies: dict[str, str] = {}
+    for name, raw in request.headers.raw:
+        if name == b"cookie":
+            header = raw.decode("latin-1")
+            if '"' in header:
+                cookies.update(cookie_parser(header))
+                continue
+            for chunk in header.split(";"):
+                key, sep, value = chunk.partition("=")
+                if not sep:
+                    key, value = "", chunk  # an empty name, as browsers read it
+                key = key.strip()
+                value = value.strip()
+                if key or value:
+                    cookies[key] = value
+    return cookies
 
 
 def run_event(
@@ -138,11 +160,27 @@ def cookie_is_safe(cookie: CookieSpec) -> bool:
     (RFC 6265 name and value octets, a host-name Domain, a lifetime in range): no CR/LF, ``;``
     or space can split the header, whatever a bug upstream lets through."""
     return bool(
-        _COOKIE_NAME_RE.match(cookie.name)
+        _well_formed(cookie.name, _COOKIE_NAME_RE, _GOOD_NAMES)
         and _COOKIE_VALUE_RE.match(cookie.value)
-        and (cookie.domain is None or _COOKIE_DOMAIN_RE.match(cookie.domain))
+        and (cookie.domain is None or _well_formed(cookie.domain, _COOKIE_DOMAIN_RE, _GOOD_DOMAINS))
         and 0 <= cookie.max_age <= 400 * 24 * 3600
     )
+
+
+#: Cookie names and Domains already checked: a handful, from the code and the settings.
+_GOOD_NAMES: set[str] = set()
+_GOOD_DOMAINS: set[str] = set()
+
+
+def _well_formed(text: str, pattern: re.Pattern[str], known: set[str]) -> bool:
+    """``pattern`` matches ``text``; a good text is remembered in ``known`` (64 at most)."""
+    if text in known:
+        return True
+    if not pattern.match(text):
+        return False
+    if len(known) < 64:
+        known.add(text)
+    return True
 
 
 #: What an ad destination is: a tag that needs ``ad_storage`` (Meta tags by default).
