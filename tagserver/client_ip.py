@@ -179,6 +179,8 @@ def client_ip_of_headers(
             forwarded_for.append(value.decode("latin-1"))
         elif name == b"forwarded":
             forwarded.append(value.decode("latin-1"))
+    if not forwarded_for and not forwarded:
+        return peer_ip  # a trusted proxy that names no client (a health check, a local test)
     return _walk_hops(peer_ip, forwarded_for, forwarded, trusted_proxies)
 
 
