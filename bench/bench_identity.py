@@ -116,7 +116,11 @@ def make_group(state: Any, case: str) -> Callable[[Request, JSONReply], object]:
             now_ms=NOW * 1000 + 250,
             max_age=settings.cookie_max_age_s,
         )
-        context = (public_ip(client_ip), context_cookies(request), context_headers(request))
+        cookies, headers = context_cookies(request), context_headers(request)
+        # what every hit does with them later: event_from_hit's ``cookies or {}`` and
+        # ``headers or {}``, apply_privacy's Sec-GPC
+        context = (public_ip(client_ip), cookies or {}, headers or {})
+        headers.get("sec-gpc", "")
         set_cookies(response, identity.cookies)
         return identity, context
 
@@ -172,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     found = make_group(state, "fbclid")(requests[0], answers[0])
     assert found[0].fbc is not None and found[0].fbc.endswith(".IwAR2xYzAbCdEf0123456789")
     assert found[1] == (None, {}, {k: v for k, v in requests[0].headers.items()})
+    assert found[1][2] == dict(requests[0].headers.items())
 
     if args.profile:
         import cProfile

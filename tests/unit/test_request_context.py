@@ -83,3 +83,74 @@ def test_remembered_cookie_parts_are_still_checked_each_time() -> None:
     assert set_cookie_header(good) == (
         b"_fbp=fb.1.1700000000000.1; Domain=shop.example; Max-Age=100; Path=/; SameSite=lax; Secure"
     )
+
+
+def test_context_mappings_answer_as_dicts_before_and_after_they_are_decoded() -> None:
+    raw = [(b"host", b"t.shop.example"), (b"cookie", b"a=1; b=2"), (b"x-a", b"1"),
+           (b"sec-gpc", b"1"), (b"x-a", b"2"), (b"cookie", b"a=3")]  # fmt: skip
+    expected_headers = {k: v for k, v in request(raw).headers.items() if k != "cookie"}
+    expected_cookies = request(raw).cookies
+    for name in ("x-a", "sec-gpc", "host", "cookie", "missing", "X-A", "é", ""):
+        headers = context_headers(request(raw))  # get() before anything else: a scan
+        assert headers.get(name) == expected_headers.get(name), name
+        assert headers.get(name, "d") == expected_headers.get(name, "d"), name
+        assert headers.get(name) == expected_headers.get(name), name  # now from the dict
+        assert (name in context_headers(request(raw))) is (name in expected_headers)
+        cookies = context_cookies(request(raw))
+        assert cookies.get(name) == expected_cookies.get(name)
+        assert (name in cookies) is (name in expected_cookies)
+    headers, cookies = context_headers(request(raw)), context_cookies(request(raw))
+    assert headers == expected_headers and cookies == expected_cookies
+    assert dict(headers) == expected_headers and dict(cookies) == expected_cookies
+    assert len(headers) == len(expected_headers) and len(cookies) == len(expected_cookies)
+    assert headers["x-a"] == "2" and cookies["a"] == "3"
+    with pytest.raises(KeyError):
+        headers["cookie"]
+    assert repr(cookies) == f"ContextCookies({expected_cookies!r})"
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [],
+        [(b"cookie", b"")],
+        [(b"cookie", b"a=1")],
+        [(b"host", b"h")],
+        [(b"cookie", b"  ;  ; ")],
+        [(b"cookie", b"=")],
+        [(b"cookie", b" = ")],
+        [(b"cookie", b"==")],
+        [(b"cookie", b";x")],
+        [(b"cookie", b"\xa0=\x85; \t")],
+        [(b"cookie", b"\xa0=\x85; \tq")],
+        [(b"cookie", b"; "), (b"cookie", b"=v")],
+    ],
+)
+def test_context_mappings_are_empty_exactly_when_starlettes_are(
+    raw: list[tuple[bytes, bytes]],
+) -> None:
+    expected_headers = {k: v for k, v in request(raw).headers.items() if k != "cookie"}
+    assert bool(context_headers(request(raw))) is bool(expected_headers)
+    assert bool(context_cookies(request(raw))) is bool(request(raw).cookies)
+
+
+def test_context_cookies_emptiness_fuzzed() -> None:
+    import random
+
+    rng = random.Random(7)
+    alphabet = [b" ", b"\t", b"=", b";", b'"', b"a", b"\xa0", b"\x85", b"\x1c", b"\r"]
+    for _ in range(3000):
+        value = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 8)))
+        raw = [(b"cookie", value)]
+        assert bool(context_cookies(request(raw))) is bool(request(raw).cookies), value
+        assert dict(context_cookies(request(raw))) == request(raw).cookies, value
+
+
+def test_raw_headers_are_the_scopes_pairs_whatever_their_container() -> None:
+    from tagserver.clients.context import raw_headers
+
+    pairs = [(b"host", b"h"), (b"x-a", b"1")]
+    for given in (list(pairs), tuple(pairs), iter(pairs)):
+        req = request(given)  # type: ignore[arg-type]
+        assert list(raw_headers(req)) == pairs
+        assert dict(context_headers(req)) == {"host": "h", "x-a": "1"}
