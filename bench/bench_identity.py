@@ -20,8 +20,9 @@ and Origin first).
 Cases: ``wrk``: the harness's requests (``_fbp`` and ``_ga`` cookies, no visitor id: one is
 minted and signed on every hit); ``returning``: the same with a valid signed ``__Secure-tsid``
 (verified, then signed again); ``fbclid``: a first visit from an ad click (no cookie, ``fbclid``
-in the page URL: ``_fbp`` and ``_fbc`` minted). Figures: CPU microseconds per hit
-(``time.process_time``), best and median of ``--runs`` runs.
+in the page URL: ``_fbp`` and ``_fbc`` minted); ``public``: ``wrk``'s requests straight from
+200 visitors' public addresses (no proxy: the IP goes to the event). Figures: CPU microseconds
+per hit (``time.process_time``), best and median of ``--runs`` runs.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
       "Chrome/130.0 Safari/537.36")
 PAGE = "https://www.shop.example/products/item-7?utm_source=news"
 AD_PAGE = "https://www.shop.example/products/item-7?fbclid=IwAR2xYzAbCdEf0123456789"
-CASES = ("wrk", "returning", "fbclid")
+CASES = ("wrk", "returning", "fbclid", "public")
 
 
 def cookie_header(i: int, case: str, tsid: str) -> str:
@@ -75,7 +76,7 @@ def cookie_header(i: int, case: str, tsid: str) -> str:
     return f"{fbp}; _ga=GA1.1.123456789.1700000000{extra}"
 
 
-def make_scope(cookie: str, body_length: int = 180) -> dict[str, Any]:
+def make_scope(cookie: str, body_length: int = 180, peer: str = "127.0.0.1") -> dict[str, Any]:
     """An HTTP scope as uvicorn (httptools) gives it for one of ``hits.lua``'s requests."""
     headers = [
         (b"host", b"t.shop.example"),
@@ -89,7 +90,7 @@ def make_scope(cookie: str, body_length: int = 180) -> dict[str, Any]:
         headers.insert(4, (b"cookie", cookie.encode("latin-1")))
     return {
         "type": "http", "asgi": {"version": "3.0", "spec_version": "2.4"}, "http_version": "1.1",
-        "server": ("127.0.0.1", 21000), "client": ("127.0.0.1", 40000 + 7), "scheme": "http",
+        "server": ("127.0.0.1", 21000), "client": (peer, 40000 + 7), "scheme": "http",
         "method": "POST", "root_path": "", "path": "/e", "raw_path": b"/e", "query_string": b"",
         "headers": headers, "state": {},
     }  # fmt: skip
@@ -131,7 +132,8 @@ def inputs(n: int, case: str, tsid: str) -> tuple[list[Request], list[JSONReply]
     """``n`` fresh requests (headers read once) and answers to write cookies into."""
     requests = []
     for i in range(n):
-        request = Request(make_scope(cookie_header(i, case, tsid)))
+        peer = f"198.51.100.{i % 200}" if case == "public" else "127.0.0.1"
+        request = Request(make_scope(cookie_header(i, case, tsid), peer=peer))
         request.headers.get("host")
         requests.append(request)
     return requests, [JSONReply({"event_id": "x", "commands": []}, {}) for _ in range(n)]

@@ -78,6 +78,13 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=8192)
+def public_text(address: IPAddress) -> str | None:
+    """``str(address)`` when :func:`is_public`, else ``None``; cached as :func:`is_public` is, so
+    that a hit from a known address neither checks the ranges nor formats the address again."""
+    return str(address) if is_public(address) else None
+
+
 def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
     for network in proxies:
         if address.version == network.version and address in network:

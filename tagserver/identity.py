@@ -9,6 +9,7 @@ HttpOnly and signed.
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
 import hmac
@@ -95,6 +96,8 @@ class _Hash(Protocol):
 
 #: HMAC's block size for SHA-1 (RFC 2104: keys longer than this are hashed first).
 _SHA1_BLOCK = 64
+#: Standard base64 to its URL-safe alphabet, as ``base64.urlsafe_b64encode`` translates it.
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 class VisitorSigner(Signer):
@@ -158,10 +161,16 @@ class VisitorSigner(Signer):
                 return True
         return False
 
+    def _signature(self, data: bytes) -> bytes:
+        """:meth:`get_signature` of bytes: itsdangerous' ``base64_encode`` (URL-safe base64
+        without padding) written out, two Python calls fewer."""
+        encoded = binascii.b2a_base64(self._mac(self._newest, data), newline=False)
+        return encoded.translate(_URLSAFE).rstrip(b"=")
+
     def sign_text(self, value: str) -> str:
         """``sign(value).decode("ascii")`` for an ASCII ``value``: ``<value>.<signature>``."""
         data = value.encode("ascii")
-        return (data + self.sep + base64_encode(self._mac(self._newest, data))).decode("ascii")
+        return (data + self.sep + self._signature(data)).decode("ascii")
 
     def verify_text(self, signed: str) -> str | None:
         """The value of ``signed`` when it is exactly what :meth:`sign_text` gives for it now
@@ -172,7 +181,7 @@ class VisitorSigner(Signer):
         if not sep or not signed.isascii():
             return None
         data = value.encode("ascii")
-        if hmac.compare_digest(sig.encode("ascii"), base64_encode(self._mac(self._newest, data))):
+        if hmac.compare_digest(sig.encode("ascii"), self._signature(data)):
             return value
         return None
 

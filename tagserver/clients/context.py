@@ -19,7 +19,7 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import IPAddress, client_ip_of_headers, is_public
+from tagserver.client_ip import IPAddress, client_ip_of_headers, public_text
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
@@ -57,7 +57,7 @@ def raw_headers(request: Request) -> list[tuple[bytes, bytes]]:
 def public_ip(ip: IPAddress | None) -> str | None:
     """``ip`` as text when it can be a visitor's address on the internet, else ``None`` (unknown,
     private or loopback): what goes to destinations as the visitor's IP."""
-    return str(ip) if ip is not None and is_public(ip) else None
+    return public_text(ip) if ip is not None else None
 
 
 def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -> None:

@@ -391,3 +391,11 @@ def test_many_peers_do_not_grow_the_trust_table_without_bound() -> None:
     tables = [table for proxies, table in client_ip._TRUST_TABLES.values()
               if proxies is WITH_PRIVATE]  # fmt: skip
     assert tables and len(tables[0]) <= client_ip._TRUST_TABLE_SIZE
+
+
+@pytest.mark.parametrize("text", ["203.0.113.7", "2001:db8::1", "10.0.0.1", "::1", "127.0.0.1"])
+def test_public_text_is_the_address_when_public(text: str) -> None:
+    from tagserver.client_ip import public_text
+
+    for _ in range(2):
+        assert public_text(ip(text)) == (str(ip(text)) if is_public(ip(text)) else None)
