@@ -13,7 +13,8 @@ outbox: ``parse_collect_body(body)`` → ``event_from_hit(...)`` with the contex
 ``resolve_identity`` gives, a public client IP, the User-Agent, the request cookies and the
 headers without ``Cookie``) → ``run_container`` with the shipped container of ``tags/`` loaded as
 the server loads it (``META_PIXEL_ID``/``META_ACCESS_TOKEN`` set). Left out, because other
-modules own them: rate limits, identity resolution, ``apply_privacy`` and the outbox.
+modules own them: rate limits, identity resolution (``bench/bench_identity.py``),
+``apply_privacy`` and the outbox.
 
 The bodies are those of ``bench/hits.lua`` (the harness's wrk load): 60 % PageView, 30 %
 AddToCart (``custom_data`` value, currency, content_ids, content_type), 10 % Purchase with e-mail,

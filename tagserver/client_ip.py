@@ -78,8 +78,48 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
+@functools.lru_cache(maxsize=8192)
+def public_text(address: IPAddress) -> str | None:
+    """``str(address)`` when :func:`is_public`, else ``None``; cached as :func:`is_public` is, so
+    that a hit from a known address neither checks the ranges nor formats the address again."""
+    return str(address) if is_public(address) else None
+
+
 def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
-    return any(address in network for network in proxies if address.version == network.version)
+    for network in proxies:
+        if address.version == network.version and address in network:
+            return True
+    return False
+
+
+#: Per tuple of trusted proxies (by identity; the tuple is kept so that its id stays unique):
+#: address text → (:func:`parse_ip` of it, whether a trusted proxy has it).
+_TRUST_TABLES: dict[int, tuple[tuple[IPNetwork, ...], dict[str, tuple[IPAddress | None, bool]]]] = {}
+_TRUST_TABLE_SIZE = 8192
+
+
+def _parse_trusted(text: str, proxies: Sequence[IPNetwork]) -> tuple[IPAddress | None, bool]:
+    """``(parse_ip(text), trusted)``; remembered per text of at most 64 characters (8,192 per
+    tuple of proxies, then forgotten all at once) when ``proxies`` is a tuple (a list could
+    change under the cache): the peer of every hit is one of a few proxies, or a visitor who
+    sends several hits."""
+    if type(proxies) is not tuple or len(text) > 64:
+        address = parse_ip(text)
+        return address, address is not None and _trusted(address, proxies)
+    entry = _TRUST_TABLES.get(id(proxies))
+    if entry is None or entry[0] is not proxies:
+        if len(_TRUST_TABLES) >= 16:
+            _TRUST_TABLES.clear()
+        entry = _TRUST_TABLES[id(proxies)] = (proxies, {})
+    table = entry[1]
+    found = table.get(text)
+    if found is None:
+        address = parse_ip(text)
+        found = (address, address is not None and _trusted(address, proxies))
+        if len(table) >= _TRUST_TABLE_SIZE:
+            table.clear()
+        table[text] = found
+    return found
 
 
 def forwarded_for_hops(forwarded: Iterable[str]) -> list[str]:
@@ -117,20 +157,56 @@ def resolve_client_ip(
     the client. An unparsable hop stops the walk (nothing to its left can be trusted): ``None``.
     When every hop is trusted, the leftmost is taken. Never raises.
     """
-    peer_ip = parse_ip(peer) if peer else None
-    if peer_ip is None:
+    if not peer:
         return None
-    if not _trusted(peer_ip, trusted_proxies):
+    peer_ip, trusted = _parse_trusted(peer, trusted_proxies)
+    if peer_ip is None or not trusted:
         return peer_ip
+    return _walk_hops(peer_ip, forwarded_for, forwarded, trusted_proxies)
+
+
+def client_ip_of_headers(
+    peer: str | None,
+    headers: Iterable[tuple[bytes, bytes]],
+    *,
+    trusted_proxies: Sequence[IPNetwork],
+) -> IPAddress | None:
+    """:func:`resolve_client_ip` of an ASGI request: ``headers`` are its raw ``(name, value)``
+    pairs (lower-case names, latin-1 values), read in one pass and only when the peer is a
+    trusted proxy."""
+    if not peer:
+        return None
+    peer_ip, trusted = _parse_trusted(peer, trusted_proxies)
+    if peer_ip is None or not trusted:
+        return peer_ip
+    forwarded_for: list[str] = []
+    forwarded: list[str] = []
+    for name, value in headers:
+        if name == b"x-forwarded-for":
+            forwarded_for.append(value.decode("latin-1"))
+        elif name == b"forwarded":
+            forwarded.append(value.decode("latin-1"))
+    if not forwarded_for and not forwarded:
+        return peer_ip  # a trusted proxy that names no client (a health check, a local test)
+    return _walk_hops(peer_ip, forwarded_for, forwarded, trusted_proxies)
+
+
+def _walk_hops(
+    peer_ip: IPAddress,
+    forwarded_for: Iterable[str],
+    forwarded: Iterable[str],
+    trusted_proxies: Sequence[IPNetwork],
+) -> IPAddress | None:
+    """The walk of :func:`resolve_client_ip` behind the trusted proxy ``peer_ip``."""
     hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
     if not hops:
         hops = forwarded_for_hops(forwarded)
     client = peer_ip
     for hop in reversed(hops):
-        address = parse_ip(hop)
+        address, trusted = _parse_trusted(hop, trusted_proxies)
         if address is None:
             return None
         client = address
-        if not _trusted(address, trusted_proxies):
+        if not trusted:
             return address
     return client

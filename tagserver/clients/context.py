@@ -12,14 +12,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING
 
-from starlette.requests import Request
+from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import IPAddress, is_public, resolve_client_ip
+from tagserver.client_ip import IPAddress, client_ip_of_headers, public_text
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
@@ -35,22 +35,29 @@ log = logging.getLogger("tagserver.app")
 
 def request_client_ip(request: Request, state: AppState) -> IPAddress | None:
     """The client address of ``request`` through the trusted proxies
-    (:func:`~tagserver.client_ip.resolve_client_ip`), private addresses included; ``None`` when
-    unknown. Resolve it once per request and pass it to :func:`public_ip` and
-    :func:`check_rate_limits`."""
-    peer = request.client.host if request.client else None
-    return resolve_client_ip(
-        peer,
-        request.headers.getlist("x-forwarded-for"),
+    (:func:`~tagserver.client_ip.resolve_client_ip`, on the raw headers), private addresses
+    included; ``None`` when unknown. Resolve it once per request and pass it to
+    :func:`public_ip` and :func:`check_rate_limits`."""
+    client = request.scope.get("client")  # request.client, without building an Address
+    return client_ip_of_headers(
+        client[0] if client is not None else None,
+        raw_headers(request),
         trusted_proxies=state.settings.trusted_proxies,
-        forwarded=request.headers.getlist("forwarded"),
     )
+
+
+def raw_headers(request: Request) -> list[tuple[bytes, bytes]]:
+    """The ``(name, value)`` header pairs of ``request`` as ``request.headers.raw`` has them: the
+    scope's own list (Starlette's ``Headers`` keeps the scope's list, copied into a new list the
+    first time, so both hold the same pairs), without the two property lookups."""
+    raw = request.scope["headers"]
+    return raw if type(raw) is list else request.headers.raw
 
 
 def public_ip(ip: IPAddress | None) -> str | None:
     """``ip`` as text when it can be a visitor's address on the internet, else ``None`` (unknown,
     private or loopback): what goes to destinations as the visitor's IP."""
-    return str(ip) if ip is not None and is_public(ip) else None
+    return public_text(ip) if ip is not None else None
 
 
 def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -> None:
@@ -72,15 +79,129 @@ def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -
     limits.check(ip=str(ip) if ip is not None else peer, visitor_id=visitor)
 
 
-def context_headers(request: Request) -> dict[str, str]:
+def context_headers(request: Request) -> Mapping[str, str]:
     """The request headers triggers and variables may read: names lower case, ``Cookie`` left
-    out (cookies are read one by one)."""
-    return {k: v for k, v in request.headers.items() if k != "cookie"}
+    out (cookies are read one by one). A repeated header: its last value, as
+    ``dict(request.headers.items())`` has it. Decoded when read (:class:`ContextHeaders`)."""
+    return ContextHeaders(raw_headers(request))
 
 
 def context_cookies(request: Request) -> Mapping[str, str]:
-    """The request cookies triggers and variables may read."""
-    return request.cookies
+    """The request cookies triggers and variables may read: exactly Starlette's
+    ``request.cookies`` (every ``Cookie`` header, a repeated name keeps its last value, quoted
+    values unquoted as Python's ``http.cookies`` does), parsed when first read
+    (:class:`ContextCookies`)."""
+    return ContextCookies(raw_headers(request))
+
+
+class _RawHeaderMapping(Mapping[str, str]):
+    """A read-only mapping made from an ASGI request's raw ``(name, value)`` header pairs (names
+    lower case, values latin-1) the first time it is read: most hits never read it."""
+
+    __slots__ = ("_raw", "_dict")
+
+    def __init__(self, raw: Sequence[tuple[bytes, bytes]]) -> None:
+        self._raw = raw
+        self._dict: dict[str, str] | None = None
+
+    def _build(self) -> dict[str, str]:
+        raise NotImplementedError
+
+    def _items(self) -> dict[str, str]:
+        found = self._dict
+        if found is None:
+            found = self._dict = self._build()
+        return found
+
+    def __getitem__(self, key: str) -> str:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._items()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._items().get(key, default)
+
+    def __bool__(self) -> bool:
+        return bool(self._items())
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._items()!r})"
+
+
+class ContextHeaders(_RawHeaderMapping):
+    """``{name: value}`` of every header but ``Cookie`` (the last value of a repeated one).
+    :meth:`get` of one name before anything else reads the raw pairs without decoding the rest
+    (the privacy policy reads ``Sec-GPC`` on every hit)."""
+
+    __slots__ = ()
+
+    def _build(self) -> dict[str, str]:
+        return {
+            name.decode("latin-1"): value.decode("latin-1")
+            for name, value in self._raw
+            if name != b"cookie"
+        }
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        if self._dict is not None or not isinstance(key, str) or not key.isascii():
+            return self._items().get(key, default)
+        wanted = key.encode("ascii")
+        if wanted == b"cookie":
+            return default
+        found: bytes | None = None
+        for name, value in self._raw:
+            if name == wanted:
+                found = value
+        return default if found is None else found.decode("latin-1")
+
+    def __bool__(self) -> bool:
+        """Whether any header but ``Cookie`` is there (``headers or {}`` does not decode them)."""
+        if self._dict is not None:
+            return bool(self._dict)
+        for name, _ in self._raw:
+            if name != b"cookie":
+                return True
+        return False
+
+
+class ContextCookies(_RawHeaderMapping):
+    """``{name: value}`` of the request cookies, as Starlette's ``request.cookies``."""
+
+    __slots__ = ()
+
+    def _build(self) -> dict[str, str]:
+        cookies: dict[str, str] = {}
+        for name, raw in self._raw:
+            if name == b"cookie":
+                cookies.update(cookie_parser(raw.decode("latin-1")))
+        return cookies
+
+    def __bool__(self) -> bool:
+        """Whether any cookie is there, without parsing them all (``cookies or {}``): Starlette
+        keeps a ``;``-separated chunk when, its first ``=`` taken out, anything but white
+        space is left."""
+        if self._dict is not None:
+            return bool(self._dict)
+        for name, raw in self._raw:
+            if name == b"cookie":
+                if raw and raw[0] not in _NO_COOKIE_START:
+                    return True  # the first chunk has a non-blank first character
+                for chunk in raw.decode("latin-1").split(";"):
+                    if chunk.replace("=", "", 1).strip():
+                        return True
+        return False
+
+
+#: The bytes that, first in a Cookie header, do not show alone that it holds a cookie: ``;``,
+#: ``=`` and what ``str.strip`` removes once decoded from latin-1.
+_NO_COOKIE_START = frozenset(c for c in range(256) if c in b";=" or chr(c).isspace())
 
 
 def run_event(
@@ -138,11 +259,27 @@ def cookie_is_safe(cookie: CookieSpec) -> bool:
     (RFC 6265 name and value octets, a host-name Domain, a lifetime in range): no CR/LF, ``;``
     or space can split the header, whatever a bug upstream lets through."""
     return bool(
-        _COOKIE_NAME_RE.match(cookie.name)
+        _well_formed(cookie.name, _COOKIE_NAME_RE, _GOOD_NAMES)
         and _COOKIE_VALUE_RE.match(cookie.value)
-        and (cookie.domain is None or _COOKIE_DOMAIN_RE.match(cookie.domain))
+        and (cookie.domain is None or _well_formed(cookie.domain, _COOKIE_DOMAIN_RE, _GOOD_DOMAINS))
         and 0 <= cookie.max_age <= 400 * 24 * 3600
     )
+
+
+#: Cookie names and Domains already checked: a handful, from the code and the settings.
+_GOOD_NAMES: set[str] = set()
+_GOOD_DOMAINS: set[str] = set()
+
+
+def _well_formed(text: str, pattern: re.Pattern[str], known: set[str]) -> bool:
+    """``pattern`` matches ``text``; a good text is remembered in ``known`` (64 at most)."""
+    if text in known:
+        return True
+    if not pattern.match(text):
+        return False
+    if len(known) < 64:
+        known.add(text)
+    return True
 
 
 #: What an ad destination is: a tag that needs ``ad_storage`` (Meta tags by default).

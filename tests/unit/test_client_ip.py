@@ -312,3 +312,90 @@ def test_x_forwarded_for_wins_over_forwarded() -> None:
         "127.0.0.1", ["198.51.100.1"], trusted_proxies=LOOPBACK, forwarded=["for=203.0.113.9"]
     )
     assert str(got) == "198.51.100.1"
+
+
+# ---------------------------------------------------------------------------------------------
+# client_ip_of_headers: the same answers from an ASGI request's raw headers
+
+
+RAW_CASES = [
+    pytest.param("127.0.0.1", [], id="no-proxy-headers"),
+    pytest.param("127.0.0.1", [(b"x-forwarded-for", b"203.0.113.7")], id="one-xff"),
+    pytest.param("127.0.0.1", [(b"x-forwarded-for", b"198.51.100.1, 127.0.0.2"),
+                               (b"host", b"t.shop.example"),
+                               (b"x-forwarded-for", b"203.0.113.7, 10.0.0.1")],
+                 id="two-xff-headers-joined"),
+    pytest.param("127.0.0.1", [(b"forwarded", b"for=203.0.113.9"),
+                               (b"forwarded", b'for="[2001:db8::7]:4711"')], id="forwarded"),
+    pytest.param("127.0.0.1", [(b"forwarded", b"for=203.0.113.9"),
+                               (b"x-forwarded-for", b"198.51.100.1")], id="xff-wins"),
+    pytest.param("127.0.0.1", [(b"x-forwarded-for", b" , ")], id="empty-hops"),
+    pytest.param("127.0.0.1", [(b"x-forwarded-for", b"garbage")], id="garbage"),
+    pytest.param("127.0.0.1", [(b"x-forwarded-for", "198.51.100.1, é".encode("latin-1"))],
+                 id="latin-1"),
+    pytest.param("203.0.113.5", [(b"x-forwarded-for", b"198.51.100.1")], id="untrusted-peer"),
+    pytest.param("10.0.0.3", [(b"x-forwarded-for", b"198.51.100.1")], id="private-peer"),
+    pytest.param(None, [(b"x-forwarded-for", b"198.51.100.1")], id="no-peer"),
+    pytest.param("nonsense", [(b"x-forwarded-for", b"198.51.100.1")], id="bad-peer"),
+    pytest.param(" 127.0.0.1 ", [(b"x-forwarded-for", b"198.51.100.1")], id="spaced-peer"),
+]
+
+
+@pytest.mark.parametrize(("peer", "raw"), RAW_CASES)
+@pytest.mark.parametrize("proxies", [LOOPBACK, WITH_PRIVATE, list(WITH_PRIVATE), ()],
+                         ids=["loopback", "private", "list", "none"])
+def test_client_ip_of_headers_is_resolve_client_ip_of_getlist(
+    peer: str | None,
+    raw: list[tuple[bytes, bytes]],
+    proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+) -> None:
+    from starlette.datastructures import Headers
+
+    from tagserver.client_ip import client_ip_of_headers
+
+    headers = Headers(raw=raw)
+    expected = resolve_client_ip(peer, headers.getlist("x-forwarded-for"),
+                                 trusted_proxies=proxies,
+                                 forwarded=headers.getlist("forwarded"))  # fmt: skip
+    for _ in range(2):  # the second time from the remembered peer and hops
+        assert client_ip_of_headers(peer, raw, trusted_proxies=proxies) == expected
+
+
+def test_remembered_trust_is_per_tuple_of_proxies() -> None:
+    narrow = (ipaddress.ip_network("10.0.0.0/24"),)
+    wide = (ipaddress.ip_network("10.0.0.0/8"),)
+    xff = ["203.0.113.7, 10.1.0.1"]
+    for _ in range(2):
+        assert resolve_client_ip("10.0.0.2", xff, trusted_proxies=narrow) == ip("10.1.0.1")
+        assert resolve_client_ip("10.0.0.2", xff, trusted_proxies=wide) == ip("203.0.113.7")
+        assert resolve_client_ip("10.1.0.2", xff, trusted_proxies=narrow) == ip("10.1.0.2")
+
+
+def test_a_list_of_proxies_is_read_as_it_is_now() -> None:
+    proxies = [ipaddress.ip_network("10.0.0.0/24")]
+    assert resolve_client_ip("10.0.0.2", ["203.0.113.7"], trusted_proxies=proxies) == ip(
+        "203.0.113.7"
+    )
+    proxies.clear()
+    assert resolve_client_ip("10.0.0.2", ["203.0.113.7"], trusted_proxies=proxies) == ip(
+        "10.0.0.2"
+    )
+
+
+def test_many_peers_do_not_grow_the_trust_table_without_bound() -> None:
+    from tagserver import client_ip
+
+    for n in range(client_ip._TRUST_TABLE_SIZE + 10):
+        peer = f"10.{n // 65536 % 256}.{n // 256 % 256}.{n % 256}"
+        assert resolve_client_ip(peer, [], trusted_proxies=WITH_PRIVATE) == ip(peer)
+    tables = [table for proxies, table in client_ip._TRUST_TABLES.values()
+              if proxies is WITH_PRIVATE]  # fmt: skip
+    assert tables and len(tables[0]) <= client_ip._TRUST_TABLE_SIZE
+
+
+@pytest.mark.parametrize("text", ["203.0.113.7", "2001:db8::1", "10.0.0.1", "::1", "127.0.0.1"])
+def test_public_text_is_the_address_when_public(text: str) -> None:
+    from tagserver.client_ip import public_text
+
+    for _ in range(2):
+        assert public_text(ip(text)) == (str(ip(text)) if is_public(ip(text)) else None)

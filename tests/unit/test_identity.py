@@ -521,3 +521,136 @@ def test_visitor_signer_signs_like_itsdangerous_and_keeps_rotation() -> None:
     assert cached.unsign(signed_with_old) == b"c" * 32  # an older key still verifies
     assert not VisitorSigner(new, salt=VISITOR_ID_SALT).validate(signed_with_old)
     assert not cached.validate(signed_with_old[:-1] + b"x")
+
+
+# ---------------------------------------------------------------------------------------------
+# VisitorSigner's fast paths give what the plain Signer gives
+
+
+def test_visitor_signer_sign_text_and_verify_text_match_itsdangerous() -> None:
+    from tagserver.identity import VisitorSigner
+
+    for key in ("k", "unit-test-signing-key-0123456789", "x" * 200, ["old-key", "new-key"]):
+        plain = Signer(key, salt=VISITOR_ID_SALT)
+        fast = VisitorSigner(key, salt=VISITOR_ID_SALT)
+        for value in ("0" * 32, "0123456789abcdef0123456789abcdef", "", "a.b"):
+            signed = plain.sign(value).decode()
+            assert fast.sign_text(value) == signed
+            assert fast.sign(value).decode() == signed
+            assert fast.verify_text(signed) == value
+            assert fast.unsign(signed).decode() == value
+            assert fast.verify_text(signed + "=") is None  # not canonical: unsign decides
+            assert fast.verify_text(signed[:-1] + ("A" if signed[-1] != "A" else "B")) is None
+            assert fast.verify_text(value) is None or "." in value
+    assert VisitorSigner("k", salt=VISITOR_ID_SALT).verify_text("é" * 32 + ".abc") is None
+
+
+def visitor_signer(key: str = "unit-test-signing-key-0123456789") -> Signer:
+    from tagserver.identity import VisitorSigner
+
+    return VisitorSigner(key, salt=VISITOR_ID_SALT)
+
+
+def test_returning_visitor_with_visitor_signer_keeps_id_and_cookie() -> None:
+    first = identify(sign=visitor_signer())
+    cookie = by_name(first)["__Secure-tsid"].value
+    assert signer().unsign(cookie).decode() == first.visitor_id
+    again = identify({"__Secure-tsid": cookie}, sign=visitor_signer())
+    assert again.visitor_id == first.visitor_id
+    assert by_name(again)["__Secure-tsid"].value == cookie
+
+
+def test_visitor_signer_non_canonical_signature_is_kept_and_reissued_canonical() -> None:
+    # base64_decode accepts the padding itsdangerous strips: the id verifies, the cookie set
+    # again is the canonical one (as with the plain Signer)
+    first = identify(sign=visitor_signer())
+    cookie = by_name(first)["__Secure-tsid"].value
+    for sign in (signer(), visitor_signer()):
+        again = identify({"__Secure-tsid": cookie + "="}, sign=sign)
+        assert again.visitor_id == first.visitor_id
+        assert by_name(again)["__Secure-tsid"].value == cookie
+
+
+def test_visitor_signer_older_key_is_read_and_resigned_with_the_newest() -> None:
+    from tagserver.identity import VisitorSigner
+
+    old = Signer("old-key-0123456789abcdef", salt=VISITOR_ID_SALT).sign("c" * 32).decode()
+    rotated = VisitorSigner(["old-key-0123456789abcdef", "new-key-0123456789abcdef"],
+                            salt=VISITOR_ID_SALT)  # fmt: skip
+    identity = identify({"__Secure-tsid": old}, sign=rotated)
+    assert identity.visitor_id == "c" * 32
+    new = Signer("new-key-0123456789abcdef", salt=VISITOR_ID_SALT).sign("c" * 32).decode()
+    assert by_name(identity)["__Secure-tsid"].value == new
+
+
+def test_visitor_signer_first_valid_of_duplicate_visitor_cookies_wins() -> None:
+    sign = visitor_signer()
+    good_a = sign.sign("a" * 32).decode()
+    good_b = sign.sign("b" * 32).decode()
+    cookies = {"__Secure-tsid": ["garbage", "", "x" * 300, good_b, good_a]}
+    for chosen in (sign, signer()):
+        identity = resolve_identity(cookies, page_url=None, referrer_url=None, scope=SHOP,
+                                    ad_storage=False, analytics_storage=True, signer=chosen,
+                                    now_ms=NOW_MS, max_age=MAX_AGE)  # fmt: skip
+        assert identity.visitor_id == "b" * 32
+        assert identity.cookies == (CookieSpec("__Secure-tsid", good_b, MAX_AGE, "shop.example",
+                                               True),)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        lambda good, vid: vid,
+        lambda good, vid: good[:-5] + ("A" if good[-5] != "A" else "Q") + good[-4:],
+        lambda good, vid: "0" * 32 + good[32:],
+        lambda good, vid: visitor_signer("another-key-0123456789abcdef").sign(vid).decode(),
+        lambda good, vid: visitor_signer().sign("not-hex-id").decode(),
+        lambda good, vid: visitor_signer().sign("A" * 32).decode(),  # upper-case hex
+        lambda good, vid: "x" * 300,
+    ],
+    ids=["unsigned", "bad-sig", "swapped-id", "other-key", "bad-id-shape", "upper-hex",
+         "too-long"],
+)
+def test_visitor_signer_forged_visitor_id_is_replaced(forge) -> None:  # type: ignore[no-untyped-def]
+    first = identify(sign=visitor_signer())
+    good = by_name(first)["__Secure-tsid"].value
+    forged = forge(good, first.visitor_id)
+    identity = identify({"__Secure-tsid": forged}, sign=visitor_signer())
+    assert identity.visitor_id is not None and identity.visitor_id != first.visitor_id
+    assert re.fullmatch(r"[0-9a-f]{32}", identity.visitor_id)
+    cookie = by_name(identity)["__Secure-tsid"]
+    assert cookie.value != forged
+    assert signer().unsign(cookie.value).decode() == identity.visitor_id
+
+
+def test_single_string_cookie_values_are_checked_like_lists() -> None:
+    fbp = "fb.1.1657051589577.1088522659"
+    assert identify({"_fbp": fbp}).fbp == fbp
+    assert identify({"_fbp": "garbage"}).fbp != "garbage"
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        lambda good: good,
+        lambda good: good + "=",
+        lambda good: good + "é",  # itsdangerous drops non-ASCII from a signature: accepted
+        lambda good: good[:-1],
+        lambda good: good.replace(".", ". "),
+        lambda good: " " + good,
+        lambda good: good.upper(),
+        lambda good: good + ".x",
+    ],
+    ids=["as-is", "padded", "non-ascii-tail", "cut", "space-in-sig", "space-before", "upper",
+         "second-dot"],
+)
+def test_visitor_signer_reads_what_the_plain_signer_reads(variant) -> None:  # type: ignore[no-untyped-def]
+    good = visitor_signer().sign("0123456789abcdef0123456789abcdef").decode()
+    cookie = variant(good)
+    plain = identify({"__Secure-tsid": cookie}, sign=signer())
+    fast = identify({"__Secure-tsid": cookie}, sign=visitor_signer())
+    kept = plain.visitor_id == "0123456789abcdef0123456789abcdef"
+    assert (fast.visitor_id == "0123456789abcdef0123456789abcdef") is kept
+    if kept:
+        assert by_name(fast)["__Secure-tsid"] == by_name(plain)["__Secure-tsid"]
+        assert by_name(fast)["__Secure-tsid"].value == good
