@@ -34,6 +34,7 @@ from tagserver.clients.context import (
     context_headers,
     outbox_unavailable,
     public_ip,
+    raw_headers,
     request_client_ip,
     run_event,
     set_cookies,
@@ -55,9 +56,10 @@ from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
     JSONReply,
     answer_headers,
-    check_body_type,
+    check_content_type,
     cors_headers,
     error_response,
+    first_headers,
     origin_allowed,
     preflight_headers,
     read_body,
@@ -427,8 +429,9 @@ def load_script(*, script_path: str, collect_path: str) -> _Script:
 async def handle_collect(request: Request, state: AppState) -> Response:
     """``POST /e``: one event from the browser client → commands, cookies, outbound events."""
     settings = state.settings
-    host = request.headers.get("host")
-    origin = request.headers.get("origin")
+    headers = first_headers(raw_headers(request))
+    host = _text(headers.get(b"host"))
+    origin = _text(headers.get(b"origin"))
     cors: dict[str, str] = {}
     try:
         if origin is not None:
@@ -444,8 +447,12 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             return Response(status_code=204, headers=preflight_headers(origin))
         client_ip = request_client_ip(request, state)
         check_rate_limits(request, state, client_ip)
-        check_body_type(request)
-        body = await read_body(request, limit=settings.max_body_bytes)
+        check_content_type(headers.get(b"content-type", b"").decode("latin-1"))
+        body = await read_body(
+            request,
+            limit=settings.max_body_bytes,
+            content_length=headers.get(b"content-length", b"").decode("latin-1"),
+        )
         now = time.time()
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
@@ -453,9 +460,9 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         return error_response(exc, headers=cors)
 
     scope = resolve_cookie_scope(host, settings.site_domains)
-    page_url = hit.event_source_url or _referer(request)
+    page_url = hit.event_source_url or _referer(_text(headers.get(b"referer")))
     identity = resolve_identity(
-        parse_cookie_header(request.headers.get("cookie", "")),
+        parse_cookie_header(headers.get(b"cookie", b"").decode("latin-1")),
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,
@@ -474,7 +481,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
         client_ip=public_ip(client_ip),
-        user_agent=request.headers.get("user-agent") or None,
+        user_agent=_text(headers.get(b"user-agent")) or None,
         cookies=context_cookies(request),
         headers=context_headers(request),
     )
@@ -493,9 +500,14 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     return response
 
 
-def _referer(request: Request) -> str | None:
-    """The page URL from the ``Referer`` header, when the hit did not name it (an http(s) URL)."""
-    referer = request.headers.get("referer")
+def _text(value: bytes | None) -> str | None:
+    """A raw header value as Starlette gives it (latin-1), ``None`` when absent."""
+    return None if value is None else value.decode("latin-1")
+
+
+def _referer(referer: str | None) -> str | None:
+    """The page URL from the ``Referer`` header ``referer``, when the hit did not name it (an
+    http(s) URL)."""
     if referer and referer.startswith(("https://", "http://")) and len(referer) <= 4096:
         return referer
     return None

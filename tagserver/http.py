@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -82,7 +82,13 @@ def _printable(text: str) -> str:
 def check_body_type(request: Request) -> None:
     """Accept JSON sent as ``application/json`` or ``text/plain`` (sendBeacon, no preflight), or
     with no Content-Type; raises :class:`UnsupportedMediaType` otherwise."""
-    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    check_content_type(request.headers.get("content-type", ""))
+
+
+def check_content_type(content_type: str) -> None:
+    """:func:`check_body_type` of a request whose ``Content-Type`` is ``content_type`` (``""``
+    when it has none)."""
+    content_type = content_type.split(";", 1)[0].strip().lower()
     if content_type and content_type not in _BODY_TYPES:
         raise UnsupportedMediaType(
             "unsupported Content-Type",
@@ -93,6 +99,16 @@ def check_body_type(request: Request) -> None:
                 }
             ],
         )
+
+
+def first_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
+    """``{name: value}`` of an ASGI request's raw header pairs (names lower case): the first value
+    of a repeated name, as Starlette's ``request.headers.get`` gives it, in one pass."""
+    found: dict[bytes, bytes] = {}
+    for name, value in raw:
+        if name not in found:
+            found[name] = value
+    return found
 
 
 #: Seconds a client has to send the whole request body once its headers arrived (a stalled
@@ -131,8 +147,15 @@ class _BodyWatch:
 _WATCH = _BodyWatch()
 
 
-async def read_body(request: Request, *, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
-    """The request body, at most ``limit`` bytes, within ``timeout_s`` seconds.
+async def read_body(
+    request: Request,
+    *,
+    limit: int,
+    timeout_s: float = BODY_TIMEOUT_S,
+    content_length: str | None = None,
+) -> bytes:
+    """The request body, at most ``limit`` bytes, within ``timeout_s`` seconds. ``content_length``
+    is the request's ``Content-Length`` when the caller has read it already (else it is looked up).
 
     Raises :class:`PayloadTooLarge` (413) past the limit, without reading the rest;
     :class:`~tagserver.exceptions.BodyTimeout` (408) when the body takes longer (checked every
@@ -140,7 +163,9 @@ async def read_body(request: Request, *, limit: int, timeout_s: float = BODY_TIM
     the client goes away. Reads the ASGI messages itself (one ``receive`` per chunk, no async
     generator): the hot path of every hit. The body cannot be read a second time afterwards.
     """
-    declared = request.headers.get("content-length", "")
+    declared = (
+        request.headers.get("content-length", "") if content_length is None else content_length
+    )
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
     chunks: list[bytes] = []
