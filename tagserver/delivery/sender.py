@@ -53,6 +53,9 @@ log = logging.getLogger("tagserver.delivery")
 #: Destination objects whose channel and key :meth:`Sender.submit` keeps (a tag hands the same
 #: object with every event it builds); past this many, it starts again from none.
 ROUTES_KEPT = 64
+#: Entries stored since the last fill that make the sender fill before its flush interval (a
+#: full Conversions API batch), and the most one claim asks for.
+FILL_BATCH = 1000
 #: The integers SQLite can store as ``event_time``.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -235,7 +238,7 @@ class Sender:
         else:
             await self._store(entries)
         self._unclaimed += n
-        if self._unclaimed >= 1000 or self._closing:
+        if self._unclaimed >= FILL_BATCH or self._closing:
             self._fill_now = True
             self._wake.set()
 
@@ -289,11 +292,13 @@ class Sender:
         next_fill = 0.0
         while not self._stopped:
             now = time.monotonic()
-            if now >= next_fill or self._fill_now or self._closing:
+            due = now >= next_fill or self._closing
+            if due or self._fill_now:
                 self._fill_now = False
-                next_fill = now + self._flush_interval
+                if due:
+                    next_fill = now + self._flush_interval
                 try:
-                    await self._fill()
+                    await self._fill(whole=not due)
                 except OutboxError as exc:
                     log.error("outbox claim failed", extra={"error": str(exc)})
             self._dispatch()
@@ -315,15 +320,24 @@ class Sender:
             except OutboxError as exc:
                 log.error("outbox lease renewal failed", extra={"error": str(exc)})
 
-    async def _fill(self) -> None:
+    async def _fill(self, *, whole: bool = False) -> None:
         """Hold the entries stored leased since the last fill, then claim entries until
-        ``max_held`` are held or the outbox has nothing claimable."""
-        self._unclaimed = 0
-        if self._fresh:
-            fresh, self._fresh = self._fresh, []
+        ``max_held`` are held or the outbox has nothing claimable.
+
+        ``whole`` (a fill before the flush interval because :data:`FILL_BATCH` entries were
+        stored): only whole multiples of :data:`FILL_BATCH` of the stored ones, the oldest; the
+        rest waits for the next fill instead of going out as a small batch of its own."""
+        fresh = self._fresh
+        keep = len(fresh) % FILL_BATCH if whole else 0
+        if keep:
+            self._hold(fresh[:-keep])
+            self._fresh = fresh[-keep:]
+        else:
             self._hold(fresh)
+            self._fresh = []
+        self._unclaimed = keep
         while (room := self._room()) > 0:
-            limit = min(1000, room)
+            limit = min(FILL_BATCH, room)
             self._claiming = limit
             claim = asyncio.ensure_future(self._outbox.claim(limit))
             try:

@@ -273,3 +273,37 @@ def test_a_submit_that_outlives_stop_gives_its_leases_back() -> None:
         assert [e.event_id for e in await outbox.claim(10)] == ["late"]
 
     asyncio.run(main())
+
+
+def test_a_fill_before_the_flush_interval_sends_whole_batches_only() -> None:
+    """A full batch waiting makes the sender fill early; the entries past the last whole batch
+    wait for the flush interval (here: the drain) instead of going out as a small batch."""
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sizes.append(len(json.loads(request.content)["data"]))
+        return ok(request)
+
+    async def main() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        sender = Sender(
+            client, outbox=MemoryOutbox(), channels={MetaDestination: MetaChannel(GRAPH)},
+            drops=DropCounter(), policy=FAST, flush_interval=30.0,
+        )  # fmt: skip
+        await sender.start()
+        await asyncio.sleep(0.01)  # the first fill, of nothing
+        for start in range(0, 2300, 300):  # each full batch found with 200 or 100 more
+            await asyncio.gather(*(
+                sender.submit([Outbound(destination(), event(f"e{i}"))])
+                for i in range(start, min(start + 300, 2300))
+            ))  # fmt: skip
+        deadline = time.monotonic() + 5
+        while sender.delivered < 2000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert sizes == [1000, 1000]
+        await sender.stop(timeout=5)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert sizes == [1000, 1000, 300]
