@@ -106,9 +106,11 @@ class _PutGroup:
     ``lease_s`` seconds, whose row ids are in ``ids`` once inserted, and ``created_at`` is the
     time stored in every row."""
 
-    __slots__ = ("values", "leased", "futures", "owner", "lease_s", "ids", "created_at")
+    __slots__ = ("loop", "values", "leased", "futures", "owner", "lease_s", "ids", "created_at")
 
-    def __init__(self, owner: str, lease_s: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: str, lease_s: float) -> None:
+        #: the loop of its puts (asking for the running loop costs a getpid() call every time)
+        self.loop = loop
         self.values: list[Any] = []
         self.leased: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
@@ -365,11 +367,11 @@ class SqliteOutbox:
         it has committed, and where the entries start among its leased (or unleased) ones."""
         if self._conn is None:
             raise OutboxError(f"outbox {self.path} is not open")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         group = self._puts
         if group is None:
-            group = self._puts = _PutGroup(self.owner, self.lease_s)
+            group = self._puts = _PutGroup(asyncio.get_running_loop(), self.owner, self.lease_s)
             self._queue((group.insert, group.futures, True))
+        fut: asyncio.Future[None] = group.loop.create_future()
         values = group.leased if lease else group.values
         start = len(values) // 4
         for e in entries:

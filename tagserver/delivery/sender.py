@@ -224,7 +224,10 @@ class Sender:
         if not entries:
             return
         n = len(entries)
-        if n <= self._room() and self._loop_task is not None and not self._closing:
+        room = (
+            self._max_held - self._held_count - len(self._fresh) - self._leasing - self._claiming
+        )  # _room(), inline
+        if n <= room and self._loop_task is not None and not self._closing:
             # the usual case, inline (a coroutine less per hit): all of them leased, see _store
             self._leasing += n
             try:
