@@ -287,21 +287,24 @@ class MemoryOutbox:
         return None
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
-        self._store(entries, lease=False)
+        now = time.time()
+        for new in entries:
+            entry_id = self._id()
+            self._rows[entry_id] = _Row(
+                OutboxEntry(
+                    entry_id, new.destination, new.payload, new.event_id, new.event_time, now
+                )
+            )
 
     async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
-        return self._store(entries, lease=True)
-
-    def _store(self, entries: Sequence[NewEntry], *, lease: bool) -> list[OutboxEntry]:
-        now = time.time()
-        until = time.monotonic() + self.lease_s if lease else 0.0
-        stored: list[OutboxEntry] = []
+        now, until = time.time(), time.monotonic() + self.lease_s
+        rows, stored = self._rows, []
         for new in entries:
             entry_id = self._id()
             entry = OutboxEntry(
                 entry_id, new.destination, new.payload, new.event_id, new.event_time, now
             )
-            self._rows[entry_id] = _Row(entry, until)
+            rows[entry_id] = _Row(entry, until)
             stored.append(entry)
         return stored
 

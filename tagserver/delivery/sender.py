@@ -126,9 +126,8 @@ class Sender:
         self._held_count = 0
         #: entries stored leased to this sender since the last fill (held from the next one on)
         self._fresh: list[OutboxEntry] = []
-        #: entries being stored leased, and the limit of the claim running (see :meth:`_room`)
-        self._leasing = 0
-        self._claiming = 0
+        #: entries being stored leased, plus the limit of the claim running (see :meth:`_room`)
+        self._reserved = 0
         self._paused: dict[str, float] = {}
         self._unclaimed = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -224,16 +223,14 @@ class Sender:
         if not entries:
             return
         n = len(entries)
-        room = (
-            self._max_held - self._held_count - len(self._fresh) - self._leasing - self._claiming
-        )  # _room(), inline
+        room = self._max_held - self._held_count - len(self._fresh) - self._reserved  # _room()
         if n <= room and self._loop_task is not None and not self._closing:
             # the usual case, inline (a coroutine less per hit): all of them leased, see _store
-            self._leasing += n
+            self._reserved += n
             try:
                 leased = await self._outbox.put_leased(entries)
             finally:
-                self._leasing -= n
+                self._reserved -= n
             if self._stopped:
                 await self._release_late(leased)
             else:
@@ -248,9 +245,7 @@ class Sender:
     def _room(self) -> int:
         """How many more entries may be leased to this sender: ``max_held`` less those held,
         those stored leased and not yet held, and those being stored leased or claimed."""
-        return (
-            self._max_held - self._held_count - len(self._fresh) - self._leasing - self._claiming
-        )
+        return self._max_held - self._held_count - len(self._fresh) - self._reserved
 
     async def _store(self, entries: list[NewEntry]) -> None:
         """Put ``entries`` in the outbox, leased to this sender as far as ``max_held`` leaves
@@ -261,7 +256,7 @@ class Sender:
             await self._outbox.put(entries)
             return
         leased = entries if room >= len(entries) else entries[:room]
-        self._leasing += len(leased)
+        self._reserved += len(leased)
         try:
             if leased is entries:
                 stored = await self._outbox.put_leased(entries)
@@ -270,7 +265,7 @@ class Sender:
                     self._outbox.put_leased(leased), self._outbox.put(entries[room:])
                 )
         finally:
-            self._leasing -= len(leased)
+            self._reserved -= len(leased)
         if self._stopped:
             await self._release_late(stored)
         else:
@@ -341,7 +336,7 @@ class Sender:
         self._unclaimed = keep
         while (room := self._room()) > 0:
             limit = min(FILL_BATCH, room)
-            self._claiming = limit
+            self._reserved += limit
             claim = asyncio.ensure_future(self._outbox.claim(limit))
             try:
                 claimed = await asyncio.shield(claim)
@@ -352,7 +347,7 @@ class Sender:
                     self._hold(await claim)
                 raise
             finally:
-                self._claiming = 0
+                self._reserved -= limit
             self._hold(claimed)
             self._outbox_empty = len(claimed) < limit
             if self._outbox_empty:
