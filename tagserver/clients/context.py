@@ -23,6 +23,7 @@ from tagserver.client_ip import IPAddress, client_ip_of_headers, public_text
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
+from tagserver.exceptions import OutboxError
 from tagserver.identity import CookieSpec
 from tagserver.meta.events import meta_event_name
 from tagserver.purchase_token import verify_purchase
@@ -223,8 +224,6 @@ async def submit_results(state: AppState, results: Sequence[ContainerResult]) ->
     """Store the outbound events of ``results`` in the outbox in one write (durable when this
     returns) and count the events and fired tags. Raises
     :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them (logged here)."""
-    from tagserver.exceptions import OutboxError
-
     assert state.sender is not None, "the lifespan has not run"
     outbound = [item for result in results for item in result.outbound]
     try:

@@ -9,7 +9,8 @@ One interface, three backends chosen by ``TAGSERVER_OUTBOX`` (:func:`open_outbox
 - ``memory``: :class:`MemoryOutbox`, *not durable* (the demo, benchmarks and unit tests).
 
 Life of an entry: :meth:`Outbox.put` (durable when it returns) → :meth:`Outbox.claim` (leased to
-this consumer for ``lease_s`` seconds, kept alive with :meth:`Outbox.renew`) → either
+this consumer for ``lease_s`` seconds, kept alive with :meth:`Outbox.renew`; or leased by the
+:meth:`Outbox.put_leased` instead, to the process that stores it and will send it) → either
 :meth:`Outbox.ack` (delivered: gone), :meth:`Outbox.bury` (a dead letter with its reason) or
 :meth:`Outbox.release` (back to the queue at shutdown). A consumer that dies stops renewing; its
 entries are claimed by another consumer (or the next start) once the lease has run out. Delivery is
@@ -27,7 +28,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, get_args
 
 #: Why an entry became a dead letter (a subset of the drop reasons, plus ``unknown_destination``).
 DeadReason = Literal["rejected", "too_old", "retries_exhausted", "unknown_destination"]
@@ -126,6 +127,19 @@ class Outbox(Protocol):
         """Store ``entries``; they are durable (committed) when this returns."""
         ...
 
+    async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
+        """:meth:`put`, and in the same write lease ``entries`` to this consumer as :meth:`claim`
+        would (no other consumer claims them while the lease runs; :meth:`renew`, :meth:`ack`,
+        :meth:`release` and :meth:`bury` take their ids); returns them as stored, in order. The
+        process that stores an event is the one that sends it, without reading it back.
+
+        A backend may lease only the first of them (Redis: when older entries that no consumer
+        has read yet come first, those are leased instead, and handed out by this consumer's
+        next :meth:`claim`); the others stay claimable as usual. If the caller gives up (a
+        cancelled put), its entries are claimed again once their lease has run out.
+        """
+        ...
+
     async def claim(self, limit: int) -> list[OutboxEntry]:
         """Lease up to ``limit`` entries to this consumer: new ones and those whose lease ran out."""
         ...
@@ -168,42 +182,51 @@ class GroupWriter:
     the write holding its entries has succeeded (or raises its error). A cancelled ``put`` (its
     hit gave up) leaves the others waiting; its entries are written anyway.
 
-    ``write(entries)`` stores a list of entries durably; it is called for one group at a time.
+    ``write(entries)`` stores a list of entries durably; it is called for one group at a time. It
+    returns ``None``, or one item per entry of the group (an :class:`OutboxEntry` or ``None``),
+    of which each ``put`` returns those of its own entries that are not ``None``.
     """
 
-    def __init__(self, write: Callable[[list[NewEntry]], Awaitable[None]]) -> None:
+    def __init__(
+        self, write: Callable[[list[NewEntry]], Awaitable[Sequence[OutboxEntry | None] | None]]
+    ) -> None:
         self._write = write
         self._pending: list[NewEntry] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        #: one per put: its future, and where its entries start in the group
+        self._waiters: list[tuple[asyncio.Future[list[OutboxEntry] | None], int]] = []
         self._task: asyncio.Task[None] | None = None
 
-    async def put(self, entries: Sequence[NewEntry]) -> None:
+    async def put(self, entries: Sequence[NewEntry]) -> list[OutboxEntry] | None:
         loop = asyncio.get_running_loop()
-        waiter = loop.create_future()  # one per put: cancelling it touches no other put
+        waiter: asyncio.Future[list[OutboxEntry] | None] = loop.create_future()
+        self._waiters.append((waiter, len(self._pending)))  # cancelling it touches no other put
         self._pending.extend(entries)
-        self._waiters.append(waiter)
         if self._task is None or self._task.done():
             self._task = loop.create_task(self._flush())
-        await waiter
+        return await waiter
 
     async def _flush(self) -> None:
         while self._pending:
             group, self._pending = self._pending, []
             waiters, self._waiters = self._waiters, []
             try:
-                await self._write(group)
+                written = await self._write(group)
             except Exception as exc:
-                for waiter in waiters:
+                for waiter, _ in waiters:
                     if not waiter.done():
                         waiter.set_exception(exc)
                         waiter.add_done_callback(_retrieved)  # even if its put is cancelled
             else:
-                for waiter in waiters:
+                ends = [start for _, start in waiters[1:]] + [len(group)]
+                for (waiter, start), end in zip(waiters, ends, strict=True):
                     if not waiter.done():
-                        waiter.set_result(None)
+                        waiter.set_result(
+                            None if written is None
+                            else [e for e in written[start:end] if e is not None]
+                        )  # fmt: skip
 
 
-def _retrieved(future: asyncio.Future[None]) -> None:
+def _retrieved(future: asyncio.Future[Any]) -> None:
     """Mark ``future``'s exception as seen (no "never retrieved" warning when nobody awaits)."""
     if not future.cancelled():
         future.exception()
@@ -272,6 +295,18 @@ class MemoryOutbox:
                     entry_id, new.destination, new.payload, new.event_id, new.event_time, now
                 )
             )
+
+    async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
+        now, until = time.time(), time.monotonic() + self.lease_s
+        rows, stored = self._rows, []
+        for new in entries:
+            entry_id = self._id()
+            entry = OutboxEntry(
+                entry_id, new.destination, new.payload, new.event_id, new.event_time, now
+            )
+            rows[entry_id] = _Row(entry, until)
+            stored.append(entry)
+        return stored
 
     async def claim(self, limit: int) -> list[OutboxEntry]:
         now = time.monotonic()

@@ -5,7 +5,8 @@ stream of waiting entries), ``{tagserver}:dead`` (the stream of dead letters); t
 ``senders``; every process is one consumer named ``<host>:<pid>:<random>``.
 
 - ``put``: the entries of concurrent hits go together (group commit), ``XADD`` by a Lua script in
-  one round trip.
+  one round trip. ``put_leased``: the same script then reads them for this consumer
+  (``XREADGROUP``), which puts them in its pending list as a claim would.
 - ``claim``: ``XAUTOCLAIM`` of entries idle for longer than the lease (their consumer died or
   released them), then ``XREADGROUP >`` for new ones.
 - ``renew``: ``XCLAIM ... IDLE 0 JUSTID`` of what this consumer still owns resets its idle time
@@ -92,6 +93,28 @@ end
 return (#ARGV - 1) / 4
 """
 
+# the same, then XREADGROUP of as many entries for consumer ARGV[3] of group ARGV[2]: the ids added,
+# how many of them were read (the first ones: older unread entries come before them), and the
+# entries read that this call did not add
+_PUT_LEASED = """
+local ids, mine = {}, {}
+for i = 4, #ARGV, 4 do
+  local id = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i], 'p', ARGV[i + 1], 'e', ARGV[i + 2],
+                        't', ARGV[i + 3], 'c', ARGV[1])
+  ids[#ids + 1] = id
+  mine[id] = true
+end
+local read = redis.call('XREADGROUP', 'GROUP', ARGV[2], ARGV[3], 'COUNT', #ids,
+                        'STREAMS', KEYS[1], '>')
+local leased, others = 0, {}
+if read then
+  for _, message in ipairs(read[1][2]) do
+    if mine[message[1]] then leased = leased + 1 else others[#others + 1] = message end
+  end
+end
+return {ids, leased, others}
+"""
+
 _REPLAY = """
 local moved = 0
 for _, id in ipairs(ARGV) do
@@ -166,7 +189,11 @@ class RedisOutbox:
         self._replay: Any = None
         self._move: Any = None
         self._put: Any = None
+        self._put_leased: Any = None
         self._writer = GroupWriter(self._add)
+        self._leasing = GroupWriter(self._add_leased)
+        #: entries leased to this consumer by a put but not returned by it: the next claim's
+        self._handover: list[OutboxEntry] = []
 
     @property
     def _lease_ms(self) -> int:
@@ -200,6 +227,7 @@ class RedisOutbox:
         self._replay = self._redis.register_script(_REPLAY)
         self._move = self._redis.register_script(_MOVE_OWNED)
         self._put = self._redis.register_script(_PUT)
+        self._put_leased = self._redis.register_script(_PUT_LEASED)
         client = self._client()
 
         async def create() -> None:
@@ -208,6 +236,9 @@ class RedisOutbox:
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
+            # this process is a consumer from the start, not from the first entry it reads (a
+            # process that stores only entries it reads itself may read no other)
+            await client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
             # forget consumers of past runs that hold nothing and have been idle for an hour
             for info in await client.xinfo_consumers(self.stream, GROUP):
                 name = _text(info.get("name"))
@@ -230,6 +261,11 @@ class RedisOutbox:
         if entries:
             await self._writer.put(entries)
 
+    async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
+        if not entries:
+            return []
+        return await self._leasing.put(entries) or []
+
     async def _add(self, entries: list[NewEntry]) -> None:
         self._client()
         now = repr(time.time())
@@ -240,13 +276,41 @@ class RedisOutbox:
                 args.extend((e.destination, e.payload, e.event_id, etime))
             await self._do("put", self._put(keys=[self.stream], args=args))
 
+    async def _add_leased(self, entries: list[NewEntry]) -> list[OutboxEntry | None]:
+        """Store ``entries`` and read them for this consumer; the entry of each one leased (the
+        first ones), ``None`` for the others (still unread)."""
+        self._client()
+        created = time.time()
+        now = repr(created)
+        stored: list[OutboxEntry | None] = []
+        for start in range(0, len(entries), CHUNK):
+            chunk = entries[start : start + CHUNK]
+            args: list[Any] = [now, GROUP, self.consumer]
+            for e in chunk:
+                etime = "" if e.event_time is None else str(e.event_time)
+                args.extend((e.destination, e.payload, e.event_id, etime))
+            ids, leased, others = await self._do(
+                "put", self._put_leased(keys=[self.stream], args=args)
+            )
+            for entry_id, fields in others:  # older unread entries this consumer now holds
+                self._handover.append(_entry(entry_id, dict(zip(fields[::2], fields[1::2], strict=True))))
+            stored += [
+                OutboxEntry(entry_id.decode(), e.destination, e.payload, e.event_id,
+                            e.event_time, created)
+                for entry_id, e in zip(ids[:leased], chunk, strict=False)
+            ]  # fmt: skip
+            stored += [None] * (len(chunk) - leased)
+        return stored
+
     async def claim(self, limit: int) -> list[OutboxEntry]:
         client = self._client()
 
-        async def claim() -> list[OutboxEntry]:
-            found: list[OutboxEntry] = []
+        async def claim(found: list[OutboxEntry]) -> list[OutboxEntry]:
+            if len(found) >= limit:
+                return found
             reply = await client.xautoclaim(
-                self.stream, GROUP, self.consumer, self._lease_ms, self._cursor, count=limit
+                self.stream, GROUP, self.consumer, self._lease_ms, self._cursor,
+                count=limit - len(found),
             )
             cursor, stale = reply[0], reply[1]
             self._cursor = _text(cursor)
@@ -262,7 +326,12 @@ class RedisOutbox:
                         found.append(_entry(entry_id, fields))
             return found
 
-        return await self._do("claim", claim())
+        handed, self._handover = self._handover[:limit], self._handover[limit:]
+        try:
+            return await self._do("claim", claim(list(handed)))
+        except BaseException:
+            self._handover[:0] = handed  # still leased to this consumer: the next claim's
+            raise
 
     async def _move_owned(self, what: str, ids: Sequence[str], to: str, idle_ms: int) -> None:
         self._client()

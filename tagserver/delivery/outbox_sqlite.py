@@ -101,23 +101,49 @@ def consumer_name() -> str:
 
 class _PutGroup:
     """The entries of every ``put`` queued for the next transaction: one INSERT, one commit.
-    ``values`` holds destination, event_id, event_time, payload for each entry, flat."""
+    ``values`` holds destination, event_id, event_time, payload for each entry, flat; ``leased``
+    the same for the entries of ``put(..., lease=True)``, stored leased to ``owner`` for
+    ``lease_s`` seconds, whose row ids are in ``ids`` once inserted, and ``created_at`` is the
+    time stored in every row."""
 
-    __slots__ = ("values", "futures")
+    __slots__ = ("loop", "values", "leased", "futures", "owner", "lease_s", "ids", "created_at")
 
-    def __init__(self) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, owner: str, lease_s: float) -> None:
+        #: the loop of its puts (asking for the running loop costs a getpid() call every time)
+        self.loop = loop
         self.values: list[Any] = []
+        self.leased: list[Any] = []
         self.futures: list[asyncio.Future[Any]] = []
+        self.owner = owner
+        self.lease_s = lease_s
+        self.ids: list[int] = []
+        self.created_at = 0.0
 
     def insert(self, conn: sqlite3.Connection) -> None:
-        """One statement per :data:`ROWS_PER_STATEMENT` rows; ``created_at`` (``?1``) is now."""
-        values, width, now = self.values, 4 * ROWS_PER_STATEMENT, time.time()
+        """One statement per :data:`ROWS_PER_STATEMENT` rows; ``created_at`` (``?1``) is now.
+
+        The rows of one statement get consecutive ids, the last being the cursor's ``lastrowid``
+        (``AUTOINCREMENT``: each new id is one more than the largest ever, and the transaction
+        holds the write lock), so the ids of leased rows need not be read back."""
+        self.created_at = now = time.time()
+        values = self.values
+        width = 4 * ROWS_PER_STATEMENT
         for start in range(0, len(values), width):
             chunk = values[start : start + width]
             conn.execute(_insert_sql(len(chunk) // 4), [now, *chunk])
+        values, ids = self.leased, self.ids
+        for start in range(0, len(values), width):
+            chunk = values[start : start + width]
+            rows = len(chunk) // 4
+            last = conn.execute(
+                _insert_leased_sql(rows), [now, self.owner, now + self.lease_s, *chunk]
+            ).lastrowid
+            assert last is not None
+            ids.extend(range(last - rows + 1, last + 1))
 
 
 _INSERT_SQL: dict[int, str] = {}
+_INSERT_LEASED_SQL: dict[int, str] = {}
 
 
 def _insert_sql(rows: int) -> str:
@@ -127,6 +153,18 @@ def _insert_sql(rows: int) -> str:
         sql = _INSERT_SQL[rows] = (
             "INSERT INTO outbox (created_at, destination, event_id, event_time, payload) VALUES "
             + ",".join(["(?1, ?, ?, ?, ?)"] * rows)
+        )
+    return sql
+
+
+def _insert_leased_sql(rows: int) -> str:
+    """The INSERT of ``rows`` leased rows: ``?1`` ``created_at``, ``?2`` the owner, ``?3`` the
+    end of the lease, then 4 values a row."""
+    sql = _INSERT_LEASED_SQL.get(rows)
+    if sql is None:
+        sql = _INSERT_LEASED_SQL[rows] = (
+            "INSERT INTO outbox (created_at, owner, lease_until, destination, event_id, "
+            "event_time, payload) VALUES " + ",".join(["(?1, ?2, ?3, ?, ?, ?, ?)"] * rows)
         )
     return sql
 
@@ -304,22 +342,42 @@ class SqliteOutbox:
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
         """Group commit: the entries of every put queued before the next transaction starts go
-        into it together (one INSERT, one ``fsync``'d commit); each put returns after that
-        commit, or raises its error. A cancelled put leaves the others alone."""
+        into it together (one INSERT, another one for those of :meth:`put_leased`, one
+        ``fsync``'d commit); each put returns after that commit, or raises its error. A cancelled
+        put leaves the others alone."""
+        if entries:
+            await self._enqueue(entries, lease=False)[1]
+
+    async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
+        """:meth:`put`, the rows stored leased to this consumer (``owner``, ``lease_until``)."""
         if not entries:
-            return
+            return []
+        group, fut, start = self._enqueue(entries, lease=True)
+        await fut
+        now = group.created_at
+        return [
+            OutboxEntry(str(i), e.destination, e.payload, e.event_id, e.event_time, now)
+            for i, e in zip(group.ids[start : start + len(entries)], entries, strict=True)
+        ]
+
+    def _enqueue(
+        self, entries: Sequence[NewEntry], *, lease: bool
+    ) -> tuple[_PutGroup, asyncio.Future[None], int]:
+        """Add ``entries`` to the next transaction's group: the group, the future settled when
+        it has committed, and where the entries start among its leased (or unleased) ones."""
         if self._conn is None:
             raise OutboxError(f"outbox {self.path} is not open")
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         group = self._puts
         if group is None:
-            group = self._puts = _PutGroup()
+            group = self._puts = _PutGroup(asyncio.get_running_loop(), self.owner, self.lease_s)
             self._queue((group.insert, group.futures, True))
-        values = group.values
+        fut: asyncio.Future[None] = group.loop.create_future()
+        values = group.leased if lease else group.values
+        start = len(values) // 4
         for e in entries:
             values += (e.destination, e.event_id, e.event_time, e.payload)
         group.futures.append(fut)
-        await fut
+        return group, fut, start
 
     async def claim(self, limit: int) -> list[OutboxEntry]:
         owner = self.owner

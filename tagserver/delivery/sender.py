@@ -2,8 +2,10 @@
 them, retrying transient failures and burying what can never be delivered.
 
 ``submit`` returns once the events are durable in the outbox (the hit is answered after that);
-delivery happens in the background and never reaches the browser's response. The sender holds
-at most ``max_held`` claimed entries in memory (the rest waits in the outbox), groups them per
+delivery happens in the background and never reaches the browser's response. The entries a
+submit stores are leased to this sender by the same write (``Outbox.put_leased``): it
+sends them without claiming them back. The sender holds at most ``max_held`` entries in memory
+(stored leased or claimed; the rest waits in the outbox, unleased), groups them per
 destination into batches of at most the channel's ``max_batch``, and sends at most
 ``concurrency`` requests at once. Outcomes (REFERENCE §1, Meta "Handling errors"):
 
@@ -51,6 +53,9 @@ log = logging.getLogger("tagserver.delivery")
 #: Destination objects whose channel and key :meth:`Sender.submit` keeps (a tag hands the same
 #: object with every event it builds); past this many, it starts again from none.
 ROUTES_KEPT = 64
+#: Entries stored since the last fill that make the sender fill before its flush interval (a
+#: full Conversions API batch), and the most one claim asks for.
+FILL_BATCH = 1000
 #: The integers SQLite can store as ``event_time``.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -119,6 +124,10 @@ class Sender:
         self.use_destinations(destinations, resolve=resolve, secrets=secrets or {})
         self._held: dict[str, dict[str, _Held]] = {}
         self._held_count = 0
+        #: entries stored leased to this sender since the last fill (held from the next one on)
+        self._fresh: list[OutboxEntry] = []
+        #: entries being stored leased, plus the limit of the claim running (see :meth:`_room`)
+        self._reserved = 0
         self._paused: dict[str, float] = {}
         self._unclaimed = 0
         self._tasks: set[asyncio.Task[None]] = set()
@@ -213,11 +222,59 @@ class Sender:
             )
         if not entries:
             return
-        await self._outbox.put(entries)
-        self._unclaimed += len(entries)
-        if self._unclaimed >= 1000 or self._closing:
+        n = len(entries)
+        room = self._max_held - self._held_count - len(self._fresh) - self._reserved  # _room()
+        if n <= room and self._loop_task is not None and not self._closing:
+            # the usual case, inline (a coroutine less per hit): all of them leased, see _store
+            self._reserved += n
+            try:
+                leased = await self._outbox.put_leased(entries)
+            finally:
+                self._reserved -= n
+            if self._stopped:
+                await self._release_late(leased)
+            else:
+                self._fresh += leased
+        else:
+            await self._store(entries)
+        self._unclaimed += n
+        if self._unclaimed >= FILL_BATCH or self._closing:
             self._fill_now = True
             self._wake.set()
+
+    def _room(self) -> int:
+        """How many more entries may be leased to this sender: ``max_held`` less those held,
+        those stored leased and not yet held, and those being stored leased or claimed."""
+        return self._max_held - self._held_count - len(self._fresh) - self._reserved
+
+    async def _store(self, entries: list[NewEntry]) -> None:
+        """Put ``entries`` in the outbox, leased to this sender as far as ``max_held`` leaves
+        room, while it runs (not before :meth:`start` nor while stopping: nothing would renew
+        the leases); the rest is stored unleased, for any consumer's claim."""
+        room = self._room()
+        if room <= 0 or self._loop_task is None or self._closing:
+            await self._outbox.put(entries)
+            return
+        leased = entries if room >= len(entries) else entries[:room]
+        self._reserved += len(leased)
+        try:
+            if leased is entries:
+                stored = await self._outbox.put_leased(entries)
+            else:
+                stored, _ = await asyncio.gather(
+                    self._outbox.put_leased(leased), self._outbox.put(entries[room:])
+                )
+        finally:
+            self._reserved -= len(leased)
+        if self._stopped:
+            await self._release_late(stored)
+        else:
+            self._fresh += stored
+
+    async def _release_late(self, stored: Sequence[OutboxEntry]) -> None:
+        """Entries stored leased while :meth:`stop` ran: nothing would renew their leases."""
+        with contextlib.suppress(OutboxError):
+            await self._outbox.release([e.id for e in stored])
 
     # the loop ----------------------------------------------------------------------------
 
@@ -233,11 +290,13 @@ class Sender:
         next_fill = 0.0
         while not self._stopped:
             now = time.monotonic()
-            if now >= next_fill or self._fill_now or self._closing:
+            due = now >= next_fill or self._closing
+            if due or self._fill_now:
                 self._fill_now = False
-                next_fill = now + self._flush_interval
+                if due:
+                    next_fill = now + self._flush_interval
                 try:
-                    await self._fill()
+                    await self._fill(whole=not due)
                 except OutboxError as exc:
                     log.error("outbox claim failed", extra={"error": str(exc)})
             self._dispatch()
@@ -253,16 +312,31 @@ class Sender:
         while not self._stopped:
             await asyncio.sleep(max(0.05, self._outbox.lease_s / 3))
             ids = [entry_id for held in self._held.values() for entry_id in held]
+            ids += [entry.id for entry in self._fresh]
             try:
                 await self._outbox.renew(ids)
             except OutboxError as exc:
                 log.error("outbox lease renewal failed", extra={"error": str(exc)})
 
-    async def _fill(self) -> None:
-        """Claim entries until ``max_held`` are held or the outbox has nothing claimable."""
-        self._unclaimed = 0
-        while self._held_count < self._max_held:
-            limit = min(1000, self._max_held - self._held_count)
+    async def _fill(self, *, whole: bool = False) -> None:
+        """Hold the entries stored leased since the last fill, then claim entries until
+        ``max_held`` are held or the outbox has nothing claimable.
+
+        ``whole`` (a fill before the flush interval because :data:`FILL_BATCH` entries were
+        stored): only whole multiples of :data:`FILL_BATCH` of the stored ones, the oldest; the
+        rest waits for the next fill instead of going out as a small batch of its own."""
+        fresh = self._fresh
+        keep = len(fresh) % FILL_BATCH if whole else 0
+        if keep:
+            self._hold(fresh[:-keep])
+            self._fresh = fresh[-keep:]
+        else:
+            self._hold(fresh)
+            self._fresh = []
+        self._unclaimed = keep
+        while (room := self._room()) > 0:
+            limit = min(FILL_BATCH, room)
+            self._reserved += limit
             claim = asyncio.ensure_future(self._outbox.claim(limit))
             try:
                 claimed = await asyncio.shield(claim)
@@ -272,6 +346,8 @@ class Sender:
                 with contextlib.suppress(OutboxError):
                     self._hold(await claim)
                 raise
+            finally:
+                self._reserved -= limit
             self._hold(claimed)
             self._outbox_empty = len(claimed) < limit
             if self._outbox_empty:
@@ -347,8 +423,8 @@ class Sender:
 
     @property
     def pending(self) -> int:
-        """Events claimed by this sender and not yet finished."""
-        return self._held_count
+        """Events leased to this sender (claimed, or stored leased) and not yet finished."""
+        return self._held_count + len(self._fresh)
 
     # delivery ----------------------------------------------------------------------------
 
@@ -570,6 +646,8 @@ class Sender:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=1.0)
+        self._hold(self._fresh)
+        self._fresh = []
         left = [(key, h) for key, held in self._held.items() for h in held.values()]
         if self._outbox.durable:
             with contextlib.suppress(OutboxError):

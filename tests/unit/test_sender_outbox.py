@@ -207,3 +207,103 @@ def test_max_attempts_makes_a_dead_letter_with_the_last_status() -> None:
         assert failure.fbtrace_id == "Ftrace"
 
     asyncio.run(main())
+
+
+def test_a_running_sender_sends_what_it_stored_without_claiming_it(tmp_path: Path) -> None:
+    """Submitted events are stored leased to the sender (one write) and sent from there: the
+    claims read nothing back, and every lease is gone once they are acknowledged."""
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sizes.append(len(json.loads(request.content)["data"]))
+        return ok(request)
+
+    async def main() -> None:
+        outbox = SqliteOutbox(tmp_path / "o.sqlite3")
+        await outbox.open()
+        claimed: list[str] = []
+        original = outbox.claim
+
+        async def claim(limit: int) -> list[Any]:
+            found = await original(limit)
+            claimed.extend(e.event_id for e in found)
+            return found
+
+        outbox.claim = claim  # type: ignore[method-assign]
+        sender, client = make_sender(handler, outbox)
+        await sender.start()
+        await asyncio.gather(
+            *(sender.submit([Outbound(destination(), event(f"e{i}"))]) for i in range(40))
+        )
+        deadline = time.monotonic() + 5
+        while sender.delivered < 40 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await sender.stop(timeout=1)
+        await client.aclose()
+        stats = await outbox.stats()
+        assert (sender.delivered, stats.depth, stats.leased) == (40, 0, 0)
+        assert claimed == [], "nothing was read back"
+        await outbox.close()
+
+    asyncio.run(main())
+    assert sum(sizes) == 40
+
+
+def test_a_submit_that_outlives_stop_gives_its_leases_back() -> None:
+    """A put that finishes after the sender stopped: its entries are released (nothing would
+    renew their leases), so the next start claims them at once."""
+    gate = asyncio.Event()
+
+    class SlowOutbox(MemoryOutbox):
+        async def put_leased(self, entries: Any) -> list[Any]:
+            stored = await super().put_leased(entries)
+            await gate.wait()
+            return stored
+
+    async def main() -> None:
+        outbox = SlowOutbox()
+        sender, client = make_sender(ok, outbox)
+        await sender.start()
+        submit = asyncio.create_task(sender.submit([Outbound(destination(), event("late"))]))
+        await asyncio.sleep(0.01)
+        await sender.stop(timeout=0.05)
+        gate.set()
+        await submit
+        await client.aclose()
+        assert [e.event_id for e in await outbox.claim(10)] == ["late"]
+
+    asyncio.run(main())
+
+
+def test_a_fill_before_the_flush_interval_sends_whole_batches_only() -> None:
+    """A full batch waiting makes the sender fill early; the entries past the last whole batch
+    wait for the flush interval (here: the drain) instead of going out as a small batch."""
+    sizes: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sizes.append(len(json.loads(request.content)["data"]))
+        return ok(request)
+
+    async def main() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        sender = Sender(
+            client, outbox=MemoryOutbox(), channels={MetaDestination: MetaChannel(GRAPH)},
+            drops=DropCounter(), policy=FAST, flush_interval=30.0,
+        )  # fmt: skip
+        await sender.start()
+        await asyncio.sleep(0.01)  # the first fill, of nothing
+        for start in range(0, 2300, 300):  # each full batch found with 200 or 100 more
+            await asyncio.gather(*(
+                sender.submit([Outbound(destination(), event(f"e{i}"))])
+                for i in range(start, min(start + 300, 2300))
+            ))  # fmt: skip
+        deadline = time.monotonic() + 5
+        while sender.delivered < 2000 and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert sizes == [1000, 1000]
+        await sender.stop(timeout=5)
+        await client.aclose()
+
+    asyncio.run(main())
+    assert sizes == [1000, 1000, 300]
