@@ -175,7 +175,8 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
     if token is None and event.ga4 is not None:
         token = event.ga4.event_data.get("purchase_token")
     if meta_event_name(event.event_name) == "Purchase":
-        keys = [key.reveal() for key in settings.purchase_token_keys]
+        # without a token the verdict is "missing" whatever the keys: none revealed for it
+        keys = [key.reveal() for key in settings.purchase_token_keys] if token else []
         verdict = verify_purchase(token, event.custom_data, keys=keys, now=now)
         order_id = str(event.custom_data.get("order_id"))
         if verdict is None and not state.purchase_guard.claim(order_id, event.event_id, now=now):
@@ -185,7 +186,7 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
         changes["custom_data"] = {
             k: v for k, v in event.custom_data.items() if k != "purchase_token"
         }
-    return dataclasses.replace(event, **changes) if changes else event  # type: ignore[arg-type]
+    return event.replace(**changes) if changes else event
 
 
 def set_cookie_header(cookie: CookieSpec) -> bytes:

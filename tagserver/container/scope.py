@@ -58,13 +58,19 @@ class Scope:
     def from_event(cls, event: Event) -> Scope:
         """The scope of an event of either client: its event data plus its consent, cookies,
         headers (and GA4 hit)."""
-        return cls(
-            event_data_from_event(event),
-            consent=event.consent,
-            cookies=event.cookies,
-            headers=event.headers,
-            ga4=event.ga4,
-        )
+        # __init__ written out (no keyword binding, no None checks: an Event's mappings are
+        # never None): one scope per hit
+        scope = cls.__new__(cls)
+        scope.data = event_data_from_event(event)
+        scope.consent = event.consent
+        scope.cookies = event.cookies
+        scope.headers = event.headers
+        scope.ga4 = event.ga4
+        scope.matched = {}
+        scope._values = {}
+        scope._query = None
+        scope._root = scope
+        return scope
 
     @property
     def client(self) -> ClientName:

@@ -73,6 +73,7 @@ _NUM_COMMA_GROUPED = re.compile(
 _NUM_DOT_GROUPED = re.compile(r"[+-]?[0-9]{1,3}([,'\u2019])[0-9]{3}(?:\1[0-9]{3})*(?:\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})  # ISO 4217 "no currency" and "testing" codes
+_NUMBER = (int, float)  # made once: a union written in isinstance() is built per call
 
 
 def sha256_hex(text: str) -> str:
@@ -388,6 +389,15 @@ def normalize_currency(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    if len(value) <= 8:  # a code as pages send it ("eur", " EUR "): one cache lookup
+        return _currency_code(value)
+    return _currency_code.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _currency_code(value: str) -> str | None:
+    """:func:`normalize_currency` of a string (cached for short ones only: values come from the
+    outside)."""
     code = value.strip(_TRIM).upper()
     return code if _CURRENCY.fullmatch(code) and _known_currency(code) else None
 
@@ -409,9 +419,15 @@ def parse_value(value: object, *, locale: str | None = None) -> float | None:
     digit groups is a thousands separator (``"1.234"`` -> 1234.0); with a decimal-point locale
     (``en``, ``en_US``, ``de_CH``, ...) ``"1,234.56"`` parses. NaN and infinities give ``None``.
     """
+    if type(value) is str and locale is None:  # the usual case: "29.90" from a page
+        text = value.strip(_TRIM)
+        if not _NUM_MACHINE.fullmatch(text):
+            return None
+        number = float(text)
+        return number if math.isfinite(number) else None
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         try:
             number = float(value)
         except OverflowError:
