@@ -115,15 +115,14 @@ class Event:
         (field names; raises ``TypeError`` for any other name; a ``None`` mapping becomes an
         empty dict, as through ``__init__``), without calling ``__init__`` with every field."""
         fields = self.__dict__
-        unknown = changes.keys() - fields.keys()
-        if unknown:
-            raise TypeError(f"Event has no field {sorted(unknown)[0]!r}")
-        copied = dict(fields)
-        copied.update(changes)
-        for name in _MAPPINGS.intersection(changes):
-            if copied[name] is None:
-                copied[name] = {}
-        return self.__class__.from_fields(copied)
+        copied = fields.copy()
+        for name, value in changes.items():
+            if name not in fields:
+                raise TypeError(f"Event has no field {name!r}")
+            copied[name] = {} if value is None and name in _MAPPINGS else value
+        event = self.__class__.__new__(self.__class__)
+        object.__setattr__(event, "__dict__", copied)
+        return event
 
 
 #: The mapping fields: ``None`` given to ``__init__`` becomes a new empty dict.

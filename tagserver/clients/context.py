@@ -178,8 +178,9 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
         # without a token the verdict is "missing" whatever the keys: none revealed for it
         keys = [key.reveal() for key in settings.purchase_token_keys] if token else []
         verdict = verify_purchase(token, event.custom_data, keys=keys, now=now)
-        order_id = str(event.custom_data.get("order_id"))
-        if verdict is None and not state.purchase_guard.claim(order_id, event.event_id, now=now):
+        if verdict is None and not state.purchase_guard.claim(
+            str(event.custom_data.get("order_id")), event.event_id, now=now
+        ):
             verdict = "already used by another event"
         changes["purchase_token"] = verdict or "valid"
     if "purchase_token" in event.custom_data:

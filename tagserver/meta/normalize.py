@@ -208,38 +208,35 @@ def normalize_phone(value: str, *, country: str | None) -> str | None:
     digits = _NOT_DECIMAL.sub("", text)
     if not digits:
         return None
-    region = _phone_region(country)
-    national = _parse_phone(text, region) if region and not text.startswith("+") else None
     readings: list[phonenumbers.PhoneNumber | None]
-    if text.startswith("+"):
+    if text.startswith("+"):  # international: the country is not needed
         readings = [_parse_phone(text, None)]
-    elif digits.startswith("00"):
-        readings = [national, _parse_phone("+" + digits[2:], None)]
-    elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
-        # Bare digits: Meta's normalised form (country code included) comes first, except a
-        # 10-digit number in a North American country, which is a national number there.
-        implicit = _parse_phone("+" + digits, None)
-        nanp = region is not None and phonenumbers.country_code_for_region(region) == 1
-        readings = [national, implicit] if nanp and len(digits) == 10 else [implicit, national]
     else:
-        readings = [national]
-    numbers = [n for n in readings if n is not None]
-    chosen = next((n for n in numbers if phonenumbers.is_valid_number(n)), None)
-    if chosen is None:
-        possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
-        chosen = next(
-            (
-                n
-                for n in numbers
-                if not n.italian_leading_zero  # "0000": only valid numbers keep a leading 0
-                and len(str(n.national_number)) >= 6
-                and phonenumbers.is_possible_number_with_reason(n) == possible
-            ),
-            None,
-        )
-    if chosen is None:
-        return None
-    return phonenumbers.format_number(chosen, phonenumbers.PhoneNumberFormat.E164)[1:]
+        region = _phone_region(country)
+        national = _parse_phone(text, region) if region else None
+        if digits.startswith("00"):
+            readings = [national, _parse_phone("+" + digits[2:], None)]
+        elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
+            # Bare digits: Meta's normalised form (country code included) comes first, except a
+            # 10-digit number in a North American country, which is a national number there.
+            implicit = _parse_phone("+" + digits, None)
+            nanp = region is not None and phonenumbers.country_code_for_region(region) == 1
+            readings = [national, implicit] if nanp and len(digits) == 10 else [implicit, national]
+        else:
+            readings = [national]
+    for number in readings:  # the first valid reading
+        if number is not None and phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
+    for number in readings:  # else the first possible one
+        if (
+            number is not None
+            and not number.italian_leading_zero  # "0000": only valid numbers keep a leading 0
+            and len(str(number.national_number)) >= 6
+            and phonenumbers.is_possible_number_with_reason(number) == possible
+        ):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return None
 
 
 def normalize_name(value: str) -> str | None:
@@ -467,7 +464,11 @@ def _as_text(key: str, item: object) -> str | None:
 def _first_country(raw: object) -> str | None:
     items = raw if isinstance(raw, list | tuple) else [raw]
     for item in items:
-        if isinstance(item, str) and not is_prehashed(item) and len(item) <= MAX_VALUE_LENGTH:
+        if (
+            isinstance(item, str)
+            and len(item) <= MAX_VALUE_LENGTH
+            and not (len(item) >= 64 and is_prehashed(item))  # a digest has 64 characters
+        ):
             found = normalize_country(item)
             if found:
                 return found
@@ -497,7 +498,7 @@ _SEQUENCE = (list, tuple)  # made once: a union written in isinstance() is built
 def _hash_item(key: str, text: str, country: str | None) -> str | None:
     """What :func:`hash_user_data` sends for one value of ``key``: a pre-hashed value as sent,
     else the SHA-256 of its normalised form; ``None`` when it normalises to nothing."""
-    if is_prehashed(text):
+    if len(text) >= 64 and is_prehashed(text):  # a digest has 64 characters
         return _passthrough(text)
     normalized = _RULES[key](text, country)
     return sha256_hex(normalized) if normalized else None
