@@ -537,7 +537,7 @@ def hash_user_data(
         hash_item = _hash_item if key == "db" else _cached_hash_item
         key_country = country if key in _COUNTRY_KEYS else None
         if not isinstance(raw, _SEQUENCE):
-            text = _as_text(key, raw)
+            text = raw if type(raw) is str else _as_text(key, raw)  # strings as sent
             if text is not None and len(text) <= MAX_VALUE_LENGTH:
                 out = hash_item(key, text, key_country)
                 if out is not None:
