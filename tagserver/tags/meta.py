@@ -298,8 +298,9 @@ class MetaTag:
         if page:
             capi["event_source_url"] = page
         referrer = data.get("page_referrer")
-        referrer = (referrer or None) if type(referrer) is str else _text(referrer)
-        if referrer:
+        if type(referrer) is not str and referrer is not None:
+            referrer = _text(referrer)
+        if referrer:  # _text(referrer), truthy
             capi["referrer_url"] = referrer
         if ldu is not None:
             capi["data_processing_options"] = ["LDU"]
@@ -340,8 +341,10 @@ class MetaTag:
         left out when ``ad_user_data`` is denied."""
         data = scope.data
         user: CapiUserData = {}
+        # each value as _text gives it (absent keys skip the call); only a truthy one is sent
         ip = data.get("ip_override")
-        ip = (ip or None) if type(ip) is str else _text(ip)
+        if type(ip) is not str and ip is not None:
+            ip = _text(ip)
         if ip and self.redact_ip != "none":
             ip = redact_ip(ip, self.redact_ip)
         if ip:
@@ -351,11 +354,13 @@ class MetaTag:
         if user_agent:
             user["client_user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
         fbp = data.get("x-fb-ck-fbp")
-        fbp = (fbp or None) if type(fbp) is str else _text(fbp)
+        if type(fbp) is not str and fbp is not None:
+            fbp = _text(fbp)
         if fbp:
             user["fbp"] = fbp
         fbc = data.get("x-fb-ck-fbc")
-        fbc = (fbc or None) if type(fbc) is str else _text(fbc)
+        if type(fbc) is not str and fbc is not None:
+            fbc = _text(fbc)
         if fbc:
             user["fbc"] = fbc
         if scope.consent.ad_user_data:
