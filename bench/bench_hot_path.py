@@ -11,10 +11,12 @@ What one hit costs here is the work of the collect client and the container that
 outbox: ``parse_collect_body(body)`` → ``event_from_hit(...)`` with the context the server passes
 (the hit's event id, the page URL, the ``_fbp`` and signed visitor id that
 ``resolve_identity`` gives, a public client IP, the User-Agent, the request cookies and the
-headers without ``Cookie``) → ``run_container`` with the shipped container of ``tags/`` loaded as
-the server loads it (``META_PIXEL_ID``/``META_ACCESS_TOKEN`` set). Left out, because other
-modules own them: rate limits, identity resolution (``bench/bench_identity.py``),
-``apply_privacy`` and the outbox.
+headers without ``Cookie``) → ``run_event`` (``apply_privacy``, then ``run_container``, drops
+counted) with the shipped container of ``tags/`` loaded as the server loads it
+(``META_PIXEL_ID``/``META_ACCESS_TOKEN`` set) and the server's default settings. Left out, because
+other modules own them: rate limits, identity resolution (``bench/bench_identity.py``) and the
+outbox. ``--no-privacy`` calls ``run_container`` directly instead of ``run_event``, as this
+benchmark did before.
 
 The bodies are those of ``bench/hits.lua`` (the harness's wrk load): 60 % PageView, 30 %
 AddToCart (``custom_data`` value, currency, content_ids, content_type), 10 % Purchase with e-mail,
@@ -50,14 +52,18 @@ sys.path.insert(0, str(ROOT))
 from itsdangerous import Signer  # noqa: E402
 
 from tagserver.clients.collect import event_from_hit, parse_collect_body  # noqa: E402
+from tagserver.clients.context import run_event  # noqa: E402
 from tagserver.container.loader import Container, load_container  # noqa: E402
 from tagserver.container.runtime import ContainerResult, run_container  # noqa: E402
+from tagserver.delivery.drops import DropCounter  # noqa: E402
 from tagserver.identity import (  # noqa: E402
     VISITOR_ID_SALT,
     parse_cookie_header,
     resolve_cookie_scope,
     resolve_identity,
 )
+from tagserver.purchase_token import PurchaseReplayGuard  # noqa: E402
+from tagserver.settings import load_settings  # noqa: E402
 
 ENVIRON = {"META_PIXEL_ID": "1234567890123", "META_ACCESS_TOKEN": "EAAbench-token-0001"}
 NOW = 1_760_000_000
@@ -123,10 +129,20 @@ def identity() -> tuple[str | None, str | None]:
     return found.fbp, found.visitor_id
 
 
-def make_hit(container: Container, fbp: str | None, visitor: str | None) -> Callable[
-    [bytes], ContainerResult
-]:
+class PrivacyState:
+    """The parts of the server's ``AppState`` that ``run_event`` reads: settings (the server's
+    defaults), the drop counter and the purchase replay guard."""
+
+    def __init__(self) -> None:
+        self.settings = load_settings({})
+        self.drops = DropCounter()
+        self.purchase_guard = PurchaseReplayGuard()
+
+
+def make_hit(container: Container, fbp: str | None, visitor: str | None, *,
+             privacy: bool = True) -> Callable[[bytes], ContainerResult]:
     """What ``handle_collect`` does with one body, the parts this benchmark covers."""
+    state: Any = PrivacyState()
 
     def hit(data: bytes) -> ContainerResult:
         now = NOW + 0.25
@@ -144,6 +160,8 @@ def make_hit(container: Container, fbp: str | None, visitor: str | None) -> Call
             cookies=COOKIES,
             headers=dict(HEADERS),  # context_headers builds a new dict per request
         )
+        if privacy:
+            return run_event(state, container, event, now=now)
         return run_container(container, event, default_country=None, now=now)
 
     return hit
@@ -225,10 +243,12 @@ def main() -> None:
     parser.add_argument("--profile", metavar="FILE", help="write a cProfile of one mix run")
     parser.add_argument("--json-parts", action="store_true",
                         help="CPU µs per hit of each JSON part of the hot path instead")
+    parser.add_argument("--no-privacy", action="store_true",
+                        help="run_container without apply_privacy (the figure before run_event)")
     args = parser.parse_args()
     container = load_container(ROOT / "tags", environ=ENVIRON)
     fbp, visitor = identity()
-    hit = make_hit(container, fbp, visitor)
+    hit = make_hit(container, fbp, visitor, privacy=not args.no_privacy)
     purchase = check(hit, "Purchase")
     assert "em" in purchase["user_data"] and "ph" in purchase["user_data"]
     check(hit, "PageView")
@@ -257,7 +277,8 @@ def main() -> None:
         bodies = [body(i, kind) for i in range(args.hits)]
         figures[kind] = measure(hit, bodies, args.runs)
     print(f"CPU µs per hit, {args.hits} hits per run, best / median of {args.runs} runs "
-          f"(parse_collect_body → event_from_hit → run_container, shipped tags/):")
+          f"(parse_collect_body → event_from_hit → "
+          f"{'run_container' if args.no_privacy else 'run_event'}, shipped tags/):")
     for name, (best, median) in figures.items():
         print(f"  {name:<10} {best:8.1f} best  {median:8.1f} median")
 

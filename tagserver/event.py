@@ -99,3 +99,32 @@ class Event:
             action_source=action_source,
             purchase_token=purchase_token,
         )
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, object]) -> Event:
+        """An event whose instance dict is ``fields``, taken as it is (not copied): every field
+        of the class, no ``None`` for a mapping. For the one event per hit of
+        :func:`tagserver.clients.collect.event_from_hit`, which names every field: no keyword
+        binding and no second dict as through ``__init__``."""
+        event = cls.__new__(cls)
+        object.__setattr__(event, "__dict__", fields)
+        return event
+
+    def replace(self, **changes: object) -> Event:
+        """``dataclasses.replace(self, **changes)`` for an event: a copy with ``changes``
+        (field names; raises ``TypeError`` for any other name; a ``None`` mapping becomes an
+        empty dict, as through ``__init__``), without calling ``__init__`` with every field."""
+        fields = self.__dict__
+        copied = fields.copy()
+        for name, value in changes.items():
+            if name not in fields:
+                raise TypeError(f"Event has no field {name!r}")
+            copied[name] = {} if value is None and name in _MAPPINGS else value
+        event = self.__class__.__new__(self.__class__)
+        object.__setattr__(event, "__dict__", copied)
+        return event
+
+
+#: The mapping fields: ``None`` given to ``__init__`` becomes a new empty dict.
+_MAPPINGS = frozenset({"custom_data", "user_data", "cookies", "headers"})
+

@@ -77,6 +77,7 @@ _CONTAINER = (dict, list)
 _TIME_TYPES = int | float | str
 _ID_TYPES = str | int
 _SCALAR = str | int | float
+_URL_SCHEMES = ("https://", "http://")
 
 
 def _reject_constant(name: str) -> Any:
@@ -257,28 +258,46 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
     name = data.get("event_name")
     if not isinstance(name, str) or not name.strip():
         bad("event_name", 'required: a non-empty string such as "Purchase" or "page_view"')
-    elif len(name) > MAX_NAME_LENGTH or _CONTROL.search(name) is not None:
+    elif len(name) > MAX_NAME_LENGTH or (
+        not (name.isascii() and name.isprintable()) and _CONTROL.search(name) is not None
+    ):  # printable ASCII holds no control character: the regex only for the others
         bad("event_name", f"at most {MAX_NAME_LENGTH} characters, no control characters")
 
     raw_id = data.get("event_id")
     event_id: str | None = None
     if raw_id is None:
         pass
-    elif isinstance(raw_id, bool) or not isinstance(raw_id, _ID_TYPES):
+    elif type(raw_id) is not str and (
+        isinstance(raw_id, bool) or not isinstance(raw_id, _ID_TYPES)
+    ):
         bad("event_id", "expected a string (or an integer), kept exactly as sent")
     else:
         event_id = raw_id if isinstance(raw_id, str) else str(raw_id)
-        if not event_id or len(event_id) > MAX_ID_LENGTH or _CONTROL.search(event_id) is not None:
+        if not event_id or len(event_id) > MAX_ID_LENGTH or (
+            not (event_id.isascii() and event_id.isprintable())
+            and _CONTROL.search(event_id) is not None
+        ):
             bad("event_id", f"1 to {MAX_ID_LENGTH} characters, no control characters")
 
-    event_time = int(now)
-    try:
-        event_time = parse_event_time(data.get("event_time"), now=now)
-    except ValueError as exc:
-        bad("event_time", str(exc))
+    raw_time = data.get("event_time")
+    if type(raw_time) is int and 0 < raw_time < MS_THRESHOLD:  # parse_event_time's first case
+        event_time = int(now) if raw_time > now + MAX_FUTURE_S else raw_time
+    else:
+        event_time = int(now)
+        try:
+            event_time = parse_event_time(raw_time, now=now)
+        except ValueError as exc:
+            bad("event_time", str(exc))
 
-    page_url = _url(data.get("event_source_url"), "event_source_url", bad)
-    referrer_url = _url(data.get("referrer_url"), "referrer_url", bad)
+    # a URL as _url takes it as it is, checked here (one hit, two URLs); _url does the rest
+    page_url = data.get("event_source_url")
+    if not (type(page_url) is str and len(page_url) <= MAX_URL_LENGTH
+            and page_url.startswith(_URL_SCHEMES)):
+        page_url = _url(page_url, "event_source_url", bad)
+    referrer_url = data.get("referrer_url")
+    if not (type(referrer_url) is str and len(referrer_url) <= MAX_URL_LENGTH
+            and referrer_url.startswith(_URL_SCHEMES)):
+        referrer_url = _url(referrer_url, "referrer_url", bad)
 
     custom_data = data.get("custom_data")
     if custom_data is None:
@@ -292,7 +311,7 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
         bad("user_data", "expected an object")
     else:
         for key, value in user_data.items():
-            if not _is_user_value(value):
+            if type(value) is not str and not _is_user_value(value):
                 bad(f"user_data.{key}", "expected a string, a number or a list of them")
 
     consent = GRANTED
@@ -306,16 +325,18 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
     if errors:
         raise HitRejected("invalid event", errors=errors)
     assert isinstance(name, str)
-    return CollectHit(
-        event_name=name.strip(),
-        event_id=event_id,
-        event_time=event_time,
-        event_source_url=page_url,
-        referrer_url=referrer_url,
-        custom_data=custom_data,
-        user_data=user_data,
-        consent=consent,
-    )
+    hit = CollectHit.__new__(CollectHit)  # CollectHit(...) with every field, in its order
+    object.__setattr__(hit, "__dict__", {
+        "event_name": name.strip(),
+        "event_id": event_id,
+        "event_time": event_time,
+        "event_source_url": page_url,
+        "referrer_url": referrer_url,
+        "custom_data": custom_data,
+        "user_data": user_data,
+        "consent": consent,
+    })
+    return hit
 
 
 def _url(value: object, key: str, bad: Callable[[str, str], None]) -> str | None:
@@ -325,7 +346,7 @@ def _url(value: object, key: str, bad: Callable[[str, str], None]) -> str | None
         return None
     if not isinstance(value, str) or len(value) > MAX_URL_LENGTH:
         bad(key, f"expected a URL string of at most {MAX_URL_LENGTH} characters")
-    elif not value.startswith(("https://", "http://")):
+    elif not value.startswith(_URL_SCHEMES):
         bad(key, "expected an absolute http(s) URL")
     else:
         return value
@@ -363,22 +384,27 @@ def event_from_hit(
     ``POST /api/events`` build it alike. ``event_id`` is the hit's own or a minted one;
     ``page_url`` the hit's ``event_source_url`` (or, on ``/e``, the Referer); ``received_at`` unix
     seconds; ``fbp``/``fbc``/``visitor_id`` already validated."""
-    return Event(
-        event_name=hit.event_name,
-        event_id=event_id,
-        event_time=hit.event_time,
-        received_at=received_at,
-        event_source_url=page_url,
-        referrer_url=hit.referrer_url,
-        custom_data=hit.custom_data,
-        user_data=hit.user_data,
-        consent=hit.consent,
-        client_ip=client_ip,
-        user_agent=user_agent,
-        fbp=fbp,
-        fbc=fbc,
-        visitor_id=visitor_id,
-        cookies=cookies or {},
-        headers=headers or {},
-        action_source=action_source,
-    )
+    fields = hit.__dict__  # the frozen hit's fields, read without an attribute lookup each
+    event = Event.__new__(Event)  # Event.from_fields, written out: one event per hit
+    object.__setattr__(event, "__dict__", {  # every field of Event, in its order
+        "event_name": fields["event_name"],
+        "event_id": event_id,
+        "event_time": fields["event_time"],
+        "received_at": received_at,
+        "event_source_url": page_url,
+        "referrer_url": fields["referrer_url"],
+        "custom_data": fields["custom_data"],
+        "user_data": fields["user_data"],
+        "consent": fields["consent"],
+        "client_ip": client_ip,
+        "user_agent": user_agent,
+        "fbp": fbp,
+        "fbc": fbc,
+        "visitor_id": visitor_id,
+        "cookies": cookies or {},
+        "headers": headers or {},
+        "ga4": None,
+        "action_source": action_source,
+        "purchase_token": None,
+    })
+    return event

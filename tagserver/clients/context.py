@@ -25,7 +25,7 @@ from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
 from tagserver.exceptions import OutboxError
 from tagserver.identity import CookieSpec
-from tagserver.meta.events import meta_event_name
+from tagserver.meta.events import GA4_TO_META
 from tagserver.purchase_token import verify_purchase
 
 if TYPE_CHECKING:
@@ -307,21 +307,24 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
         state.drops.count("ad destinations", reason, f"event_id={event.event_id}")
     if gpc and settings.gpc == "off":
         changes["headers"] = {k: v for k, v in event.headers.items() if k != "sec-gpc"}
-    token = event.custom_data.get("purchase_token")
-    if token is None and event.ga4 is not None:
-        token = event.ga4.event_data.get("purchase_token")
-    if meta_event_name(event.event_name) == "Purchase":
-        keys = [key.reveal() for key in settings.purchase_token_keys]
+    name = event.event_name
+    if GA4_TO_META.get(name, name) == "Purchase":  # meta_event_name
+        token = event.custom_data.get("purchase_token")
+        if token is None and event.ga4 is not None:
+            token = event.ga4.event_data.get("purchase_token")
+        # without a token the verdict is "missing" whatever the keys: none revealed for it
+        keys = [key.reveal() for key in settings.purchase_token_keys] if token else []
         verdict = verify_purchase(token, event.custom_data, keys=keys, now=now)
-        order_id = str(event.custom_data.get("order_id"))
-        if verdict is None and not state.purchase_guard.claim(order_id, event.event_id, now=now):
+        if verdict is None and not state.purchase_guard.claim(
+            str(event.custom_data.get("order_id")), event.event_id, now=now
+        ):
             verdict = "already used by another event"
         changes["purchase_token"] = verdict or "valid"
     if "purchase_token" in event.custom_data:
         changes["custom_data"] = {
             k: v for k, v in event.custom_data.items() if k != "purchase_token"
         }
-    return dataclasses.replace(event, **changes) if changes else event  # type: ignore[arg-type]
+    return event.replace(**changes) if changes else event
 
 
 def set_cookie_header(cookie: CookieSpec) -> bytes:

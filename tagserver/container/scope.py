@@ -49,8 +49,10 @@ class Scope:
         self.cookies: Mapping[str, str] = cookies if cookies is not None else {}
         self.headers: Mapping[str, str] = headers if headers is not None else {}
         self.ga4 = ga4
-        self.matched: dict[Trigger, bool] = {}  # trigger conditions evaluated on this event
-        self._values: dict[str, Any] = {}
+        #: Trigger conditions evaluated on this event (made by the first one: most events
+        #: meet no condition).
+        self.matched: dict[Trigger, bool] | None = None
+        self._values: dict[str, Any] | None = None  # named variables, made by the first one
         self._query: dict[str, str] | None = None
         self._root: Scope = self
 
@@ -58,13 +60,19 @@ class Scope:
     def from_event(cls, event: Event) -> Scope:
         """The scope of an event of either client: its event data plus its consent, cookies,
         headers (and GA4 hit)."""
-        return cls(
-            event_data_from_event(event),
-            consent=event.consent,
-            cookies=event.cookies,
-            headers=event.headers,
-            ga4=event.ga4,
-        )
+        # __init__ written out (no keyword binding, no None checks: an Event's mappings are
+        # never None): one scope per hit
+        scope = cls.__new__(cls)
+        scope.data = event_data_from_event(event)
+        scope.consent = event.consent
+        scope.cookies = event.cookies
+        scope.headers = event.headers
+        scope.ga4 = event.ga4
+        scope.matched = None
+        scope._values = None
+        scope._query = None
+        scope._root = scope
+        return scope
 
     @property
     def client(self) -> ClientName:
@@ -90,6 +98,8 @@ class Scope:
         if not variable.uses_data and self._root is not self:
             return self._root.variable(variable)
         values = self._values
+        if values is None:
+            values = self._values = {}
         name = variable.name
         if name in values:
             return values[name]

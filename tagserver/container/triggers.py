@@ -66,6 +66,8 @@ class Trigger:
         if condition is None:
             return True
         matched = scope.matched
+        if matched is None:
+            matched = scope.matched = {}
         result = matched.get(self)
         if result is None:
             result = matched[self] = condition(scope)

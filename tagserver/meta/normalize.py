@@ -73,6 +73,7 @@ _NUM_COMMA_GROUPED = re.compile(
 _NUM_DOT_GROUPED = re.compile(r"[+-]?[0-9]{1,3}([,'\u2019])[0-9]{3}(?:\1[0-9]{3})*(?:\.[0-9]+)?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
 _NOT_CURRENCIES = frozenset({"XXX", "XTS"})  # ISO 4217 "no currency" and "testing" codes
+_NUMBER = (int, float)  # made once: a union written in isinstance() is built per call
 
 
 def sha256_hex(text: str) -> str:
@@ -207,38 +208,35 @@ def normalize_phone(value: str, *, country: str | None) -> str | None:
     digits = _NOT_DECIMAL.sub("", text)
     if not digits:
         return None
-    region = _phone_region(country)
-    national = _parse_phone(text, region) if region and not text.startswith("+") else None
     readings: list[phonenumbers.PhoneNumber | None]
-    if text.startswith("+"):
+    if text.startswith("+"):  # international: the country is not needed
         readings = [_parse_phone(text, None)]
-    elif digits.startswith("00"):
-        readings = [national, _parse_phone("+" + digits[2:], None)]
-    elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
-        # Bare digits: Meta's normalised form (country code included) comes first, except a
-        # 10-digit number in a North American country, which is a national number there.
-        implicit = _parse_phone("+" + digits, None)
-        nanp = region is not None and phonenumbers.country_code_for_region(region) == 1
-        readings = [national, implicit] if nanp and len(digits) == 10 else [implicit, national]
     else:
-        readings = [national]
-    numbers = [n for n in readings if n is not None]
-    chosen = next((n for n in numbers if phonenumbers.is_valid_number(n)), None)
-    if chosen is None:
-        possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
-        chosen = next(
-            (
-                n
-                for n in numbers
-                if not n.italian_leading_zero  # "0000": only valid numbers keep a leading 0
-                and len(str(n.national_number)) >= 6
-                and phonenumbers.is_possible_number_with_reason(n) == possible
-            ),
-            None,
-        )
-    if chosen is None:
-        return None
-    return phonenumbers.format_number(chosen, phonenumbers.PhoneNumberFormat.E164)[1:]
+        region = _phone_region(country)
+        national = _parse_phone(text, region) if region else None
+        if digits.startswith("00"):
+            readings = [national, _parse_phone("+" + digits[2:], None)]
+        elif _DIGITS.fullmatch(text) and not digits.startswith("0"):
+            # Bare digits: Meta's normalised form (country code included) comes first, except a
+            # 10-digit number in a North American country, which is a national number there.
+            implicit = _parse_phone("+" + digits, None)
+            nanp = region is not None and phonenumbers.country_code_for_region(region) == 1
+            readings = [national, implicit] if nanp and len(digits) == 10 else [implicit, national]
+        else:
+            readings = [national]
+    for number in readings:  # the first valid reading
+        if number is not None and phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
+    for number in readings:  # else the first possible one
+        if (
+            number is not None
+            and not number.italian_leading_zero  # "0000": only valid numbers keep a leading 0
+            and len(str(number.national_number)) >= 6
+            and phonenumbers.is_possible_number_with_reason(number) == possible
+        ):
+            return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)[1:]
+    return None
 
 
 def normalize_name(value: str) -> str | None:
@@ -388,6 +386,15 @@ def normalize_currency(value: object) -> str | None:
     """
     if not isinstance(value, str):
         return None
+    if len(value) <= 8:  # a code as pages send it ("eur", " EUR "): one cache lookup
+        return _currency_code(value)
+    return _currency_code.__wrapped__(value)
+
+
+@functools.lru_cache(maxsize=256)
+def _currency_code(value: str) -> str | None:
+    """:func:`normalize_currency` of a string (cached for short ones only: values come from the
+    outside)."""
     code = value.strip(_TRIM).upper()
     return code if _CURRENCY.fullmatch(code) and _known_currency(code) else None
 
@@ -409,9 +416,15 @@ def parse_value(value: object, *, locale: str | None = None) -> float | None:
     digit groups is a thousands separator (``"1.234"`` -> 1234.0); with a decimal-point locale
     (``en``, ``en_US``, ``de_CH``, ...) ``"1,234.56"`` parses. NaN and infinities give ``None``.
     """
+    if type(value) is str and locale is None:  # the usual case: "29.90" from a page
+        text = value.strip(_TRIM)
+        if not _NUM_MACHINE.fullmatch(text):
+            return None
+        number = float(text)
+        return number if math.isfinite(number) else None
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
+    if isinstance(value, _NUMBER):
         try:
             number = float(value)
         except OverflowError:
@@ -451,7 +464,11 @@ def _as_text(key: str, item: object) -> str | None:
 def _first_country(raw: object) -> str | None:
     items = raw if isinstance(raw, list | tuple) else [raw]
     for item in items:
-        if isinstance(item, str) and not is_prehashed(item) and len(item) <= MAX_VALUE_LENGTH:
+        if (
+            isinstance(item, str)
+            and len(item) <= MAX_VALUE_LENGTH
+            and not (len(item) >= 64 and is_prehashed(item))  # a digest has 64 characters
+        ):
             found = normalize_country(item)
             if found:
                 return found
@@ -481,7 +498,7 @@ _SEQUENCE = (list, tuple)  # made once: a union written in isinstance() is built
 def _hash_item(key: str, text: str, country: str | None) -> str | None:
     """What :func:`hash_user_data` sends for one value of ``key``: a pre-hashed value as sent,
     else the SHA-256 of its normalised form; ``None`` when it normalises to nothing."""
-    if is_prehashed(text):
+    if len(text) >= 64 and is_prehashed(text):  # a digest has 64 characters
         return _passthrough(text)
     normalized = _RULES[key](text, country)
     return sha256_hex(normalized) if normalized else None
@@ -520,7 +537,7 @@ def hash_user_data(
         hash_item = _hash_item if key == "db" else _cached_hash_item
         key_country = country if key in _COUNTRY_KEYS else None
         if not isinstance(raw, _SEQUENCE):
-            text = _as_text(key, raw)
+            text = raw if type(raw) is str else _as_text(key, raw)  # strings as sent
             if text is not None and len(text) <= MAX_VALUE_LENGTH:
                 out = hash_item(key, text, key_country)
                 if out is not None:

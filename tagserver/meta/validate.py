@@ -36,13 +36,21 @@ STRING_KEYS = (
 _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 
-@dataclass
+@dataclass(init=False)
 class CustomDataCheck:
     """Result of :func:`clean_custom_data`: the data to send and the fields dropped, as
     ``(field, reason)`` pairs."""
 
     data: dict[str, Any]
     dropped: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self, data: dict[str, Any], dropped: list[tuple[str, str]] | None = None
+    ) -> None:
+        """The dataclass's ``__init__`` (``None`` → a new empty list) without a factory call:
+        one check per Meta event."""
+        self.data = data
+        self.dropped = [] if dropped is None else dropped
 
 
 def clean_custom_data(
@@ -59,8 +67,17 @@ def clean_custom_data(
     (numbers become their decimal string). A field (or list item) that cannot be made valid is
     dropped and reported — never the event; everything else is copied unchanged.
     """
+    data, dropped = clean_custom_fields(raw, value_locale)
+    return CustomDataCheck(data, dropped)
+
+
+def clean_custom_fields(
+    raw: Mapping[str, Any], value_locale: str | None = None
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """:func:`clean_custom_data` as ``(data, dropped)``, without the result object (the Meta tag
+    calls it once per event)."""
     if not raw:
-        return CustomDataCheck(data={})
+        return {}, []
     data = _copy(raw)
     dropped: list[tuple[str, str]] = []
     for key in ("value", "predicted_ltv"):
@@ -84,7 +101,10 @@ def clean_custom_data(
         ids = data["content_ids"]
         if not isinstance(ids, list):
             ids = [ids]
-        kept = [i for i in (_id_text(item) for item in ids) if i is not None]
+        # the usual ids (non-blank strings) are kept as they are; otherwise each one is checked
+        kept = [item for item in ids if type(item) is str and item.strip()]
+        if len(kept) < len(ids):
+            kept = [i for i in (_id_text(item) for item in ids) if i is not None]
         if len(kept) < len(ids):
             dropped.append(("content_ids", f"{len(ids) - len(kept)} item(s) not a string id"))
         if kept:
@@ -107,13 +127,16 @@ def clean_custom_data(
             data["num_items"] = num
     for key in STRING_KEYS:
         if key in data:
-            text = _text(data[key])
+            text = data[key]
+            if type(text) is str:
+                continue  # kept as sent
+            text = _text(text)
             if text is None:
                 del data[key]
                 dropped.append((key, "expected a string"))
             else:
                 data[key] = text
-    return CustomDataCheck(data=data, dropped=dropped)
+    return data, dropped
 
 
 #: Nesting past which :func:`_copy` hands the whole value to ``copy.deepcopy`` (which also
@@ -128,22 +151,35 @@ class _TooDeep(Exception):
 def _copy(raw: Mapping[str, Any]) -> dict[str, Any]:
     """``copy.deepcopy(dict(raw))`` made fast for JSON values: dicts and lists are copied, strings,
     numbers, booleans and ``None`` (immutable) are shared, anything else is deep-copied."""
+    copied: dict[str, Any] = {}
     try:
-        return {key: _copy_value(value, 1) for key, value in raw.items()}
+        for key, value in raw.items():  # loops, not comprehensions: no frame per dict or list
+            copied[key] = value if type(value) in _SHARED else _copy_value(value, 1)
     except _TooDeep:
         return copy.deepcopy(dict(raw))
+    return copied
+
+
+#: The immutable JSON types, shared by a copy.
+_SHARED = frozenset({str, int, float, bool, type(None)})
 
 
 def _copy_value(value: Any, depth: int) -> Any:
     kind = type(value)
-    if kind is str or kind is int or kind is float or kind is bool or value is None:
+    if kind in _SHARED:
         return value
     if depth > _MAX_COPY_DEPTH:
         raise _TooDeep
     if kind is dict:
-        return {key: _copy_value(item, depth + 1) for key, item in value.items()}
+        copied: dict[Any, Any] = {}
+        for key, item in value.items():
+            copied[key] = item if type(item) in _SHARED else _copy_value(item, depth + 1)
+        return copied
     if kind is list:
-        return [_copy_value(item, depth + 1) for item in value]
+        items: list[Any] = []
+        for item in value:
+            items.append(item if type(item) in _SHARED else _copy_value(item, depth + 1))
+        return items
     return copy.deepcopy(value)
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from tagserver.container.values import CompileContext
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Outbound:
     """One event for a destination: ``destination`` is a hashable batch key (same key → same
     request), ``payload`` the destination's JSON for this event."""
@@ -37,8 +37,13 @@ class Outbound:
     destination: Any
     payload: Mapping[str, Any]
 
+    def __init__(self, destination: Any, payload: Mapping[str, Any]) -> None:
+        """The frozen dataclass's ``__init__`` written as one ``__dict__`` update (one or more
+        per hit): the generated one sets each field with ``object.__setattr__``."""
+        self.__dict__.update(destination=destination, payload=payload)
 
-@dataclass
+
+@dataclass(init=False)
 class TagResult:
     """What one tag produced for one event: browser commands, outbound events, and drops as
     ``(reason, detail)`` pairs with ``reason`` from :data:`tagserver.delivery.drops.DropReason`."""
@@ -46,6 +51,18 @@ class TagResult:
     commands: list[dict[str, Any]] = field(default_factory=list)
     outbound: list[Outbound] = field(default_factory=list)
     drops: list[tuple[str, str]] = field(default_factory=list)
+
+    def __init__(
+        self,
+        commands: list[dict[str, Any]] | None = None,
+        outbound: list[Outbound] | None = None,
+        drops: list[tuple[str, str]] | None = None,
+    ) -> None:
+        """The dataclass's ``__init__`` (``None`` → a new empty list), without a factory call
+        per field."""
+        self.commands = [] if commands is None else commands
+        self.outbound = [] if outbound is None else outbound
+        self.drops = [] if drops is None else drops
 
 
 class Tag(Protocol):

@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from tagserver.container.event_data import PURCHASE_TOKEN_KEY
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
-from tagserver.meta.events import is_standard_event, meta_event_name
+from tagserver.meta.events import GA4_TO_META, STANDARD_EVENTS, meta_event_name
 from tagserver.meta.from_ga4 import USER_DATA_KEYS, ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
@@ -38,7 +38,7 @@ from tagserver.meta.validate import (
     check_event_time,
     check_purchase,
     check_website_event,
-    clean_custom_data,
+    clean_custom_fields,
 )
 from tagserver.secret import Secret
 from tagserver.tags import Outbound, TagResult
@@ -54,6 +54,14 @@ MAX_USER_AGENT_LENGTH = 512
 PIXEL_ID_RE = re.compile(r"[0-9]{5,20}")
 #: Meta's Lead Ads lead id: an int64 of 15 to 17 digits (Meta "Conversion Leads" payload spec).
 LEAD_ID_RE = re.compile(r"[0-9]{15,17}")
+#: Each of Meta's action sources, typed: one lookup checks and types an event's.
+_ACTION_SOURCES: dict[str, ActionSource] = {
+    source: cast(ActionSource, source) for source in ACTION_SOURCES
+}
+#: Integers below this (2**53) in magnitude are exact as floats: ``int(float(n)) == n``.
+_EXACT_INT = 2**53
+#: The event data keys :func:`common_custom_data` reads: without any of them it gives ``{}``.
+_COMMON_CUSTOM_KEYS = frozenset({"value", "currency", "transaction_id", "items"})
 
 
 @dataclass(frozen=True)
@@ -178,6 +186,12 @@ class MetaTag:
             self.pixel_id, self.api_version, self.access_token, self.test_event_code
         )
 
+    @functools.cached_property
+    def _names_as_sent(self) -> bool:
+        """No ``event_name`` template and no ``event_name_map``: the name sent is the incoming
+        one mapped by :func:`meta_event_name` (made once: the tag is immutable)."""
+        return self.event_name is None and not self.event_name_map
+
     def meta_name(self, scope: Scope) -> str:
         """The event name sent on both sides (see the class docstring)."""
         incoming = as_text(scope.data.get("event_name")) or ""
@@ -195,53 +209,85 @@ class MetaTag:
         Purchase without value and currency, a website event without page URL or user agent. The
         browser command goes out either way.
         """
-        result = TagResult()
+        # One event per hit comes through here: values of the common types (strings, ints) are
+        # taken as they are and the others go through the general helpers, with the same result.
         data = scope.data
-        name = self.meta_name(scope)
-        event_id = as_text(data.get("event_id"))
+        if self._names_as_sent:
+            incoming = data.get("event_name")
+            incoming = incoming if type(incoming) is str else (as_text(incoming) or "")
+            name = GA4_TO_META.get(incoming, incoming)  # meta_event_name
+        else:
+            name = self.meta_name(scope)
+        event_id = data.get("event_id")
+        if type(event_id) is not str:
+            event_id = as_text(event_id)
         if not name or not event_id:
-            result.drops.append(("invalid_event", "event_name or event_id is missing"))
-            return result
+            return TagResult(drops=[("invalid_event", "event_name or event_id is missing")])
+        drops: list[tuple[str, str]] = []
         if self.require_purchase_token and name == "Purchase":
             verdict = data.get(PURCHASE_TOKEN_KEY)
             if verdict != "valid":
-                result.drops.append(
-                    ("invalid_purchase_token", f"purchase token: {verdict or 'missing'}")
-                )
-                return result
-        custom_data = self._custom_data(scope)
+                drops.append(("invalid_purchase_token", f"purchase token: {verdict or 'missing'}"))
+                return TagResult(drops=drops)
+        raw_custom = data.get("custom_data")
+        if type(raw_custom) is dict and not self.custom_data and _COMMON_CUSTOM_KEYS.isdisjoint(
+            data
+        ):
+            custom_data: Mapping[str, Any] = raw_custom  # what _custom_data gives, directly
+        else:
+            custom_data = self._custom_data(scope)
         if "purchase_token" in custom_data:  # never forwarded
             custom_data = {k: v for k, v in custom_data.items() if k != "purchase_token"}
-        check = clean_custom_data(custom_data, value_locale=self.value_locale)
-        for field_name, reason in check.dropped:
-            result.drops.append(("invalid_field", f"custom_data.{field_name}: {reason}"))
-        ldu = self.limited_data_use if (
-            self.limited_data_use is not None and self.limited_data_use.applies(scope)
-        ) else None
-        result.commands.extend(self.browser_commands(name, event_id, check.data, ldu=ldu))
-        source = _text(data.get("action_source")) or "website"
-        if source not in ACTION_SOURCES:
-            result.drops.append(("invalid_event", f"action_source {source!r} is not Meta's"))
+        if custom_data:
+            cleaned, dropped = clean_custom_fields(custom_data, self.value_locale)
+            for field_name, reason in dropped:
+                drops.append(("invalid_field", f"custom_data.{field_name}: {reason}"))
+        else:
+            cleaned = {}
+        ldu = self.limited_data_use
+        if ldu is not None and not ldu.applies(scope):
+            ldu = None
+        if ldu is None and self.browser_mode == "fbq":  # browser_commands, the usual case
+            method = "trackSingle" if name in STANDARD_EVENTS else "trackSingleCustom"
+            commands = [{"type": "fbq", "args": [method, self.pixel_id, name, dict(cleaned),
+                                                 {"eventID": event_id}]}]
+        else:
+            commands = self.browser_commands(name, event_id, cleaned, ldu=ldu)
+        result = TagResult(commands, None, drops)
+        source = data.get("action_source")
+        source = (source if type(source) is str else _text(source)) or "website"
+        action_source = _ACTION_SOURCES.get(source)
+        if action_source is None:
+            drops.append(("invalid_event", f"action_source {source!r} is not Meta's"))
             return result
-        action_source = cast(ActionSource, source)
-        time_number = as_number(data.get("event_time"))
-        event_time = int(time_number) if time_number is not None else int(now)
-        too_old = check_event_time(event_time, now=now, action_source=action_source)
+        raw_time = data.get("event_time")
+        if type(raw_time) is int and -_EXACT_INT < raw_time < _EXACT_INT:
+            event_time = raw_time  # int(as_number(raw_time)), exactly
+        else:
+            time_number = as_number(raw_time)
+            event_time = int(time_number) if time_number is not None else int(now)
+        if event_time < now - MAX_EVENT_AGE_S:  # else check_event_time finds nothing
+            too_old = check_event_time(event_time, now=now, action_source=action_source)
+        else:
+            too_old = None
         if too_old is not None:
             days = (MAX_EVENT_AGE_PHYSICAL_STORE_S if action_source == "physical_store"
                     else MAX_EVENT_AGE_S) // 86400
-            result.drops.append((too_old, f"event_time {event_time} is over {days} days old"))
+            drops.append((too_old, f"event_time {event_time} is over {days} days old"))
             return result
-        problem = check_purchase(name, check.data)
-        if problem is not None:
-            result.drops.append(("missing_purchase_data", problem))
-            return result
-        page = _text(data.get("page_location"))
-        user_agent = _text(data.get("user_agent"))
-        if action_source == "website":
+        if name == "Purchase":
+            problem = check_purchase(name, cleaned)
+            if problem is not None:
+                drops.append(("missing_purchase_data", problem))
+                return result
+        page = data.get("page_location")
+        page = (page or None) if type(page) is str else _text(page)
+        user_agent = data.get("user_agent")
+        user_agent = (user_agent or None) if type(user_agent) is str else _text(user_agent)
+        if action_source == "website" and not (page and user_agent):
             problem = check_website_event(event_source_url=page, user_agent=user_agent)
             if problem is not None:
-                result.drops.append(("invalid_event", problem))
+                drops.append(("invalid_event", problem))
                 return result
         capi: CapiEvent = {
             "event_name": name,
@@ -251,8 +297,10 @@ class MetaTag:
         }
         if page:
             capi["event_source_url"] = page
-        referrer = _text(data.get("page_referrer"))
-        if referrer:
+        referrer = data.get("page_referrer")
+        if type(referrer) is not str and referrer is not None:
+            referrer = _text(referrer)
+        if referrer:  # _text(referrer), truthy
             capi["referrer_url"] = referrer
         if ldu is not None:
             capi["data_processing_options"] = ["LDU"]
@@ -261,8 +309,8 @@ class MetaTag:
         capi["user_data"] = self._capi_user_data(
             scope, user_agent=user_agent, default_country=default_country
         )
-        if check.data:
-            capi["custom_data"] = check.data  # a copy already, used by nothing else
+        if cleaned:
+            capi["custom_data"] = cleaned  # a copy already, used by nothing else
         result.outbound.append(Outbound(self.destination, capi))
         return result
 
@@ -272,7 +320,7 @@ class MetaTag:
         common event data as for a gtag.js hit; then the tag's own ``custom_data`` mapping."""
         data = scope.data
         raw = data.get("custom_data")
-        if isinstance(raw, dict) or isinstance(raw, Mapping):
+        if type(raw) is dict or isinstance(raw, Mapping):
             base = common_custom_data(data)
             custom: Mapping[str, Any] = {**base, **raw} if base else raw
         else:
@@ -293,7 +341,10 @@ class MetaTag:
         left out when ``ad_user_data`` is denied."""
         data = scope.data
         user: CapiUserData = {}
-        ip = _text(data.get("ip_override"))
+        # each value as _text gives it (absent keys skip the call); only a truthy one is sent
+        ip = data.get("ip_override")
+        if type(ip) is not str and ip is not None:
+            ip = _text(ip)
         if ip and self.redact_ip != "none":
             ip = redact_ip(ip, self.redact_ip)
         if ip:
@@ -302,22 +353,36 @@ class MetaTag:
             user_agent = trim_user_agent(user_agent, self.user_agent_mode)
         if user_agent:
             user["client_user_agent"] = user_agent[:MAX_USER_AGENT_LENGTH]
-        fbp = _text(data.get("x-fb-ck-fbp"))
+        fbp = data.get("x-fb-ck-fbp")
+        if type(fbp) is not str and fbp is not None:
+            fbp = _text(fbp)
         if fbp:
             user["fbp"] = fbp
-        fbc = _text(data.get("x-fb-ck-fbc"))
+        fbc = data.get("x-fb-ck-fbc")
+        if type(fbc) is not str and fbc is not None:
+            fbc = _text(fbc)
         if fbc:
             user["fbc"] = fbc
         if scope.consent.ad_user_data:
             raw = data.get("user_data")
-            customer: dict[str, Any] = common_user_data(raw) if raw else {}
-            lead_id = _text(customer.get("lead_id"))
-            if lead_id and LEAD_ID_RE.fullmatch(lead_id):
-                user["lead_id"] = int(lead_id)  # never hashed (REFERENCE §1)
-            for key, value in self.user_data:
-                resolved = value.resolve(scope)
-                if resolved is not None:
-                    customer[key] = resolved
+            customer: dict[str, Any]
+            if not raw:
+                if not self.user_data:
+                    return user  # no customer information: nothing to hash
+                customer = {}
+            elif type(raw) is dict and not self.user_data and _SGTM_USER_KEYS.isdisjoint(raw):
+                customer = raw  # Meta keys only, nothing added: read as it is, never changed
+            else:
+                customer = common_user_data(raw)  # a new dict
+            if "lead_id" in customer:
+                lead_id = _text(customer["lead_id"])
+                if lead_id and LEAD_ID_RE.fullmatch(lead_id):
+                    user["lead_id"] = int(lead_id)  # never hashed (REFERENCE §1)
+            if self.user_data:
+                for key, value in self.user_data:
+                    resolved = value.resolve(scope)
+                    if resolved is not None:
+                        customer[key] = resolved
             if customer:
                 hashed = hash_user_data(customer, default_country=default_country)
                 user.update(hashed)  # type: ignore[typeddict-item]
@@ -334,24 +399,25 @@ class MetaTag:
         """DESIGN.md's command shapes: ``fbq`` → ``trackSingle``/``trackSingleCustom`` with
         ``{"eventID": event_id}`` (after a ``dataProcessingOptions`` command under LDU); ``img`` →
         a ``/tr`` image URL with ``eid``; ``none`` → no command."""
-        if self.browser_mode == "none":
-            return []
-        if self.browser_mode == "img":
-            src = pixel_image_url(self.pixel_id, name, event_id, custom_data, ldu=ldu)
-            return [{"type": "img", "src": src}]
-        commands: list[dict[str, Any]] = []
-        if ldu is not None:
-            commands.append(
-                {"type": "fbq", "args": ["dataProcessingOptions", ["LDU"], ldu.country, ldu.state]}
-            )
-        method = "trackSingle" if is_standard_event(name) else "trackSingleCustom"
-        commands.append(
-            {
+        mode = self.browser_mode
+        if mode != "none" and mode != "img":  # fbq
+            method = "trackSingle" if name in STANDARD_EVENTS else "trackSingleCustom"
+            command = {
                 "type": "fbq",
-                "args": [method, self.pixel_id, name, dict(custom_data), {"eventID": event_id}],
+                "args": [method, self.pixel_id, name, dict(custom_data) if custom_data else {},
+                         {"eventID": event_id}],
             }
-        )
-        return commands
+            if ldu is None:
+                return [command]
+            return [
+                {"type": "fbq", "args": ["dataProcessingOptions", ["LDU"], ldu.country,
+                                         ldu.state]},
+                command,
+            ]
+        if mode == "none":
+            return []
+        src = pixel_image_url(self.pixel_id, name, event_id, custom_data, ldu=ldu)
+        return [{"type": "img", "src": src}]
 
 
 def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:

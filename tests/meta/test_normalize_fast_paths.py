@@ -83,3 +83,24 @@ def test_cached_hashes_are_the_computed_ones(user_data: dict[str, object], defau
 def test_the_cache_is_bounded() -> None:
     info = normalize._cached_hash_item.cache_info()
     assert info.maxsize is not None and info.maxsize <= 4096
+
+
+class _Text(str):
+    """A str subclass: takes the general branches that the shortcuts for ``str`` skip."""
+
+
+NUMBERISH = st.text(alphabet="0123456789.,+- \u00a0eE", max_size=12)
+
+
+@FAST
+@given(st.one_of(NUMBERISH, st.text(max_size=12)))
+def test_value_shortcut_matches_the_general_rule(value: str) -> None:
+    assert normalize.parse_value(value) == normalize.parse_value(_Text(value))
+
+
+@FAST
+@given(st.one_of(st.text(alphabet="eurEURusdXTSxx \t\u00a0", max_size=12), st.text(max_size=10)))
+def test_cached_currency_codes_match_the_rule(value: str) -> None:
+    assert normalize.normalize_currency(value) == normalize._currency_code.__wrapped__(value)
+    padded = " " * 10 + value  # over 8 characters: not cached, same rule
+    assert normalize.normalize_currency(padded) == normalize.normalize_currency(value.lstrip(" "))
