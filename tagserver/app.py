@@ -151,9 +151,12 @@ def create_app(
             "visitor ids can be forged. Set a random key in production."
         )
 
+    # the collect endpoint also with a trailing slash: the same endpoint, no redirect (a POST
+    # answered 307 is lost by sendBeacon), as /g/collect/
+    collect_paths = (settings.collect_path, settings.collect_path.rstrip("/") + "/")
     access_log = AccessLog(
         plain_access_paths(
-            settings.collect_path, settings.script_path, "/healthy", "/metrics", "/api/events"
+            *collect_paths, settings.script_path, "/healthy", "/metrics", "/api/events"
         )
     )
 
@@ -277,7 +280,7 @@ def create_app(
     routes = [
         Route("/healthy", healthy, methods=["GET"]),
         Route(settings.script_path, client_script, methods=["GET"]),
-        Route(settings.collect_path, collect, methods=["POST", "OPTIONS"]),
+        *(Route(path, collect, methods=["POST", "OPTIONS"]) for path in set(collect_paths)),
         Route("/api/events", api_events, methods=["POST"]),  # server-to-server, API keys
         # gtag.js, as to a server-side GTM container: the site's server_container_url may
         # carry a path prefix (REFERENCE §2)
@@ -316,14 +319,14 @@ def create_app(
         metrics=metrics,
         access_log=access_log,
         routes={
-            settings.collect_path: "collect",
+            **dict.fromkeys(collect_paths, "collect"),
             settings.script_path: "script",
             "/healthy": "healthy",
             "/metrics": "metrics",
         },
         # the hot route skips all of Starlette's layers (the front answers its unexpected errors)
-        fast={("POST", settings.collect_path): collect_fast,
-              ("OPTIONS", settings.collect_path): collect_fast},
+        fast={(method, path): collect_fast
+              for method in ("POST", "OPTIONS") for path in collect_paths},
     )  # fmt: skip
     return app
 
