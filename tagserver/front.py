@@ -128,11 +128,12 @@ class Front:
         its body was read is :data:`CLIENT_GONE`, nothing raised."""
         refused = self.limits.refuse(scope)
         if refused is not None:
-            response: Response = error_response(refused)
-        else:
-            self.limits.in_flight += 1
+            await error_response(refused)(scope, receive, send)
+            return refused.status
+        self.limits.in_flight += 1
+        try:  # in flight until the answer is sent (a slow reader holds its place)
             try:
-                response = await handler(scope, receive)
+                response: Response = await handler(scope, receive)
             except ClientDisconnect:
                 return CLIENT_GONE
             except Exception:
@@ -140,9 +141,9 @@ class Front:
                 failed.status = 500
                 await error_response(failed)(scope, receive, send)
                 raise
-            finally:
-                self.limits.in_flight -= 1
-        await response(scope, receive, send)
+            await response(scope, receive, send)
+        finally:
+            self.limits.in_flight -= 1
         return response.status_code
 
 

@@ -127,3 +127,20 @@ def test_a_client_gone_mid_body_is_logged_499_and_not_raised() -> None:
     assert sent == []  # no 500 to nobody
     assert log.lines == [("POST", "/e", 499)]
     assert front.in_flight == 0
+
+
+def test_the_hot_route_stays_in_flight_until_its_answer_is_sent() -> None:
+    during_send: list[int] = []
+
+    class Recording(Response):
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            during_send.append(front.in_flight)  # a slow reader would wait in here
+            await super().__call__(scope, receive, send)
+
+    async def fast(scope: Scope, receive: Receive) -> Response:
+        return Recording(b"fast")
+
+    front = _front(fast, Recorder())
+    assert _get(front, "POST", "/e").content == b"fast"
+    assert during_send == [1]
+    assert front.in_flight == 0
