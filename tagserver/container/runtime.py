@@ -17,7 +17,7 @@ from tagserver.container.scope import ClientName, Scope
 from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
-from tagserver.meta.events import GA4_TO_META, meta_event_name
+from tagserver.meta.events import meta_event_name
 from tagserver.tags import Outbound, TagResult
 
 log = logging.getLogger("tagserver.container")
@@ -79,9 +79,7 @@ def run_scope(
         return _explained(container, scope, default_country=default_country, now=now)
     result = ContainerResult()
     name = scope.data.get("event_name")
-    # meta_event_name(as_text(name) or ""), written out: one event per hit comes through here
-    text = name if type(name) is str else (as_text(name) or "")
-    key = GA4_TO_META.get(text, text)
+    key = meta_event_name(name if type(name) is str else (as_text(name) or ""))
     consent = scope.consent
     views: dict[tuple[Transformation, ...], Scope] | None = None  # equal transformations
     # Container.plan has kept the tags this client's events can fire, and per tag only the
@@ -114,16 +112,7 @@ def run_scope(
             log.exception("tag failed", extra={"tag": entry.name, "error": type(exc).__name__})
             result.drops.append((entry.name, "tag_error", type(exc).__name__))
             continue
-        # _add(result, entry.name, built), written out
-        tag_name = entry.name
-        result.fired.append(tag_name)
-        if built.commands:
-            result.commands.extend(built.commands)
-        for outbound in built.outbound:
-            result.outbound.append(outbound)
-            result.outbound_tags.append(tag_name)
-        for reason, detail in built.drops:
-            result.drops.append((tag_name, reason, detail))
+        _add(result, entry.name, built)
     return result
 
 

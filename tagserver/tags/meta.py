@@ -29,7 +29,7 @@ from urllib.parse import urlencode
 from tagserver.container.event_data import PURCHASE_TOKEN_KEY
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
-from tagserver.meta.events import GA4_TO_META, STANDARD_EVENTS, meta_event_name
+from tagserver.meta.events import STANDARD_EVENTS, meta_event_name
 from tagserver.meta.from_ga4 import USER_DATA_KEYS, ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
@@ -215,7 +215,7 @@ class MetaTag:
         if self._names_as_sent:
             incoming = data.get("event_name")
             incoming = incoming if type(incoming) is str else (as_text(incoming) or "")
-            name = GA4_TO_META.get(incoming, incoming)  # meta_event_name
+            name = meta_event_name(incoming)
         else:
             name = self.meta_name(scope)
         event_id = data.get("event_id")
