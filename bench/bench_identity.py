@@ -37,7 +37,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
+from bench_hot_path import ENVIRON, NOW, UA  # noqa: E402  (the same hits as the harness's)
 from starlette.requests import Request  # noqa: E402
 
 from tagserver.app import create_app  # noqa: E402
@@ -58,10 +60,6 @@ from tagserver.identity import (  # noqa: E402
 )
 from tagserver.settings import load_settings  # noqa: E402
 
-ENVIRON = {"META_PIXEL_ID": "1234567890123", "META_ACCESS_TOKEN": "EAAbench-token-0001"}
-NOW = 1_760_000_000
-UA = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
-      "Chrome/130.0 Safari/537.36")
 PAGE = "https://www.shop.example/products/item-7?utm_source=news"
 AD_PAGE = "https://www.shop.example/products/item-7?fbclid=IwAR2xYzAbCdEf0123456789"
 CASES = ("wrk", "returning", "fbclid", "public")

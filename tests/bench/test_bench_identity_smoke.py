@@ -4,17 +4,10 @@ headers are Starlette's). Its figures are not checked here: they live in bench/R
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
-from tests.e2e.server import REPO_ROOT
+from tests.bench.run import run_bench
 
 
 def test_bench_identity_smoke() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/bench_identity.py", "--hits", "300", "--runs", "1"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr
+    stdout = run_bench("bench_identity.py", "--hits", "300", "--runs", "1")
     for case in ("wrk", "returning", "fbclid", "public"):
-        assert f"  {case} " in result.stdout, result.stdout
+        assert f"  {case} " in stdout, stdout
