@@ -51,6 +51,9 @@ _ASCII_DROP = re.compile(r"[^a-z0-9]+")
 #: ASCII characters of the Unicode categories Z and C: the space and the controls.
 _ASCII_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
 _ASCII_ALNUM = re.compile(r"[A-Za-z0-9]")
+#: A dot-separated label (possibly empty) without an ASCII letter or digit; each try stays within
+#: one label (the class excludes the dot), so a search is linear in the text.
+_LABEL_WITHOUT_ALNUM = re.compile(r"(?:\A|\.)[^A-Za-z0-9.]*(?:\.|\Z)")
 #: What :func:`normalize_zip` removes from ASCII: categories Z and C, and Pd (``-``).
 _ASCII_ZIP_DROP = re.compile(r"[\x00-\x20\x2d\x7f]+")
 #: Not a decimal digit (``\d`` of a str pattern is Unicode category Nd, as ``str.isdecimal``).
@@ -148,8 +151,12 @@ def normalize_email(value: str) -> str | None:
             return None
         if _ASCII_SPACE_OR_CONTROL.search(text) is not None:
             return None
-        labels = domain.split(".")
-        if len(labels) < 2 or not all(_ASCII_ALNUM.search(p) for p in [local, *labels]):
+        # two or more labels, each (and the local part) with a letter or digit
+        if (
+            "." not in domain
+            or _ASCII_ALNUM.search(local) is None
+            or _LABEL_WITHOUT_ALNUM.search(domain) is not None
+        ):
             return None
         return text
     return _normalize_email_text(text)
@@ -626,6 +633,13 @@ def _hash_item(key: str, text: str, country: str | None) -> str | None:
 #: reads or logs it.
 _cached_hash_item = functools.lru_cache(maxsize=4096)(_hash_item)
 
+#: ``(key, its hash function, whether its rule reads the country)`` in :data:`HASHED_KEYS`
+#: order: ``db`` uncached, the others through :data:`_cached_hash_item`.
+_KEY_PLAN: tuple[tuple[str, Callable[[str, str, str | None], str | None], bool], ...] = tuple(
+    (key, _hash_item if key == "db" else _cached_hash_item, key in _COUNTRY_KEYS)
+    for key in HASHED_KEYS
+)
+
 
 def hash_user_data(
     user_data: Mapping[str, object], *, default_country: str | None = None
@@ -645,12 +659,11 @@ def hash_user_data(
     if country is None and default_country:
         country = normalize_country(default_country)
     result: dict[str, str | list[str]] = {}
-    for key in HASHED_KEYS:
+    for key, hash_item, reads_country in _KEY_PLAN:
         if key not in user_data:
             continue
         raw = user_data[key]
-        hash_item = _hash_item if key == "db" else _cached_hash_item
-        key_country = country if key in _COUNTRY_KEYS else None
+        key_country = country if reads_country else None
         if not isinstance(raw, _SEQUENCE):
             text = raw if type(raw) is str else _as_text(key, raw)  # strings as sent
             if text is not None and len(text) <= MAX_VALUE_LENGTH:
