@@ -30,6 +30,7 @@ from tagserver.purchase_token import verify_purchase
 
 if TYPE_CHECKING:
     from tagserver.app import AppState
+    from tagserver.tags import Outbound
 
 log = logging.getLogger("tagserver.app")
 
@@ -225,16 +226,22 @@ async def submit_results(state: AppState, results: Sequence[ContainerResult]) ->
     returns) and count the events and fired tags. Raises
     :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them (logged here)."""
     assert state.sender is not None, "the lifespan has not run"
-    outbound = [item for result in results for item in result.outbound]
+    # one result per hit of /e: its own list (submit only reads it), no list made
+    outbound: Sequence[Outbound] = (
+        results[0].outbound
+        if len(results) == 1
+        else [item for result in results for item in result.outbound]
+    )
     try:
         await state.sender.submit(outbound)
     except OutboxError as exc:
         log.error("outbox write failed: hit refused", extra={"error": str(exc)})
         raise
+    metrics = state.metrics
     for result in results:
-        state.metrics.events.inc()
+        metrics.events.inc()
         for tag_name in result.fired:
-            state.metrics.tag_fired(tag_name)
+            metrics.tag_fired(tag_name)
 
 
 def outbox_unavailable(*, headers: Mapping[str, str] | None = None) -> Response:
