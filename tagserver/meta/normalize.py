@@ -20,7 +20,6 @@ from datetime import UTC, date, datetime
 
 import phonenumbers
 import pycountry  # type: ignore[import-untyped,unused-ignore]
-from phonenumbers.phonemetadata import PhoneMetadata
 
 from tagserver.meta._tables import (
     COMMA_DECIMAL_LANGUAGES,
@@ -205,41 +204,6 @@ _MAX_PHONE_INPUT = 250
 #: is a viable number exactly when it has three digits or more, as the compact form. The compact
 #: form is cheaper to parse.
 _PLAIN_INTERNATIONAL = re.compile(r"\+[0-9 ().\-]*")
-_REGIONS_OF_CODE = phonenumbers.COUNTRY_CODE_TO_REGION_CODE
-
-
-def _is_valid_number(number: phonenumbers.PhoneNumber) -> bool:
-    """``phonenumbers.is_valid_number(number)``, without validating the number twice.
-
-    The library finds the number's region (for a calling code shared by several regions, the
-    first whose leading digits match, else the first the number is valid for) and then validates
-    the number for it; a region found by validation is validated again. Here that second,
-    identical validation is skipped: the same answer, about half the work for such numbers
-    (every North American number of the US, Canada's, ...).
-    """
-    code = number.country_code
-    regions = _REGIONS_OF_CODE.get(code) if code is not None else None
-    if regions is None:
-        return False
-    if len(regions) == 1:
-        return phonenumbers.is_valid_number_for_region(number, regions[0])
-    national = phonenumbers.national_significant_number(number)
-    for region in regions:
-        metadata = PhoneMetadata.metadata_for_region(region.upper(), None)
-        if metadata is None:
-            continue
-        if metadata.leading_digits is not None:
-            if _leading_digits(metadata.leading_digits).match(national):
-                return phonenumbers.is_valid_number_for_region(number, region)
-        elif phonenumbers.is_valid_number_for_region(number, region):
-            return True  # is_valid_number validates it for this region once more: True again
-    return False
-
-
-@functools.lru_cache(maxsize=512)
-def _leading_digits(pattern: str) -> re.Pattern[str]:
-    """A region's leading-digits pattern, compiled (a few dozen, from the fixed metadata)."""
-    return re.compile(pattern)
 
 
 def _e164_digits(number: phonenumbers.PhoneNumber) -> str:
@@ -295,7 +259,7 @@ def normalize_phone(value: str, *, country: str | None) -> str | None:
         else:
             readings = [national]
     for number in readings:  # the first valid reading
-        if number is not None and _is_valid_number(number):
+        if number is not None and phonenumbers.is_valid_number(number):
             return _e164_digits(number)
     possible = phonenumbers.ValidationResult.IS_POSSIBLE  # not "local only" (no area code)
     for number in readings:  # else the first possible one
