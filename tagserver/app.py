@@ -491,7 +491,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         visitor_id=identity.visitor_id,
         client_ip=public_text(client_ip) if client_ip is not None else None,  # public_ip
         user_agent=user_agent.decode("latin-1") if user_agent else None,
-        cookies=ContextCookies(raw),  # context_cookies(request)
+        cookies=ContextCookies(raw, cookie),  # context_cookies(request)
         headers=ContextHeaders(raw),  # context_headers(request)
     )
     container = state.container  # one container for the whole event, even during a reload

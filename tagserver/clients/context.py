@@ -13,7 +13,7 @@ import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
@@ -178,9 +178,19 @@ class ContextHeaders(_RawHeaderMapping):
 
 
 class ContextCookies(_RawHeaderMapping):
-    """``{name: value}`` of the request cookies, as Starlette's ``request.cookies``."""
+    """``{name: value}`` of the request cookies, as Starlette's ``request.cookies``. ``first``,
+    when the caller knows it, is the value of the first ``Cookie`` header of ``raw``, ``None``
+    when it has none (``False``: not known): :meth:`__bool__` then mostly needs no walk
+    through the headers."""
 
-    __slots__ = ()
+    __slots__ = ("_first",)
+
+    def __init__(
+        self, raw: Sequence[tuple[bytes, bytes]], first: bytes | None | Literal[False] = False
+    ) -> None:
+        self._raw = raw
+        self._dict = None
+        self._first = first
 
     def _build(self) -> dict[str, str]:
         cookies: dict[str, str] = {}
@@ -195,6 +205,11 @@ class ContextCookies(_RawHeaderMapping):
         space is left."""
         if self._dict is not None:
             return bool(self._dict)
+        first = self._first
+        if first is None:
+            return False  # no Cookie header
+        if first and first[0] not in _NO_COOKIE_START:
+            return True  # as the walk finds at the first Cookie header
         for name, raw in self._raw:
             if name == b"cookie":
                 if raw and raw[0] not in _NO_COOKIE_START:
