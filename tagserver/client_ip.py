@@ -80,22 +80,37 @@ def is_public(address: IPAddress) -> bool:
 
 def public_text(address: IPAddress) -> str | None:
     """``str(address)`` when :func:`is_public`, else ``None``; remembered per address object
-    (8,192, then forgotten all at once), so that a hit from a known address neither checks the
-    ranges nor formats the address again. Keyed by ``id``, not by the address (whose
-    ``__hash__`` is Python code): :func:`parse_ip` gives the same object for a known text, and
-    the entry keeps the object alive, so its id names no other."""
-    entry = _PUBLIC_TEXT.get(id(address))
+    (:func:`_texts`), so that a hit from a known address neither checks the ranges nor formats
+    the address again."""
+    entry = _TEXTS.get(id(address))
+    if entry is not None and entry[0] is address:
+        return entry[2]
+    return _texts(address)[2]
+
+
+def address_text(address: IPAddress) -> str:
+    """``str(address)``, remembered per address object as :func:`public_text` is."""
+    entry = _TEXTS.get(id(address))
     if entry is not None and entry[0] is address:
         return entry[1]
-    text = str(address) if is_public(address) else None
-    if len(_PUBLIC_TEXT) >= 8192:
-        _PUBLIC_TEXT.clear()
-    _PUBLIC_TEXT[id(address)] = (address, text)
-    return text
+    return _texts(address)[1]
 
 
-#: ``id(address)`` → ``(address, public_text(address))``.
-_PUBLIC_TEXT: dict[int, tuple[IPAddress, str | None]] = {}
+#: ``id(address)`` → ``(address, str(address), public_text(address))``.
+_TEXTS: dict[int, tuple[IPAddress, str, str | None]] = {}
+
+
+def _texts(address: IPAddress) -> tuple[IPAddress, str, str | None]:
+    """The :data:`_TEXTS` entry of ``address``, made and kept (8,192 addresses, then all are
+    forgotten at once). Keyed by ``id``, not by the address (whose ``__hash__`` is Python code):
+    :func:`parse_ip` gives the same object for a known text, and the entry keeps the object
+    alive, so its id names no other."""
+    text = str(address)
+    entry = (address, text, text if is_public(address) else None)
+    if len(_TEXTS) >= 8192:
+        _TEXTS.clear()
+    _TEXTS[id(address)] = entry
+    return entry
 
 
 def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:

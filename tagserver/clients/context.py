@@ -19,12 +19,12 @@ from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import IPAddress, client_ip_of_headers, public_text
+from tagserver.client_ip import IPAddress, address_text, client_ip_of_headers, public_text
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
 from tagserver.exceptions import OutboxError
-from tagserver.identity import CookieSpec
+from tagserver.identity import CookieSpec, VisitorSigner
 from tagserver.meta.events import meta_event_name
 from tagserver.purchase_token import verify_purchase
 
@@ -74,15 +74,41 @@ def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -
     limits = state.limits
     if not limits.active:
         return
-    peer = request.client.host if request.client else None
     visitor: str | None = None
     if limits.visitor.per_minute > 0:
-        for name in ("__Host-tsid", "__Secure-tsid"):
-            raw = request.cookies.get(name)
-            if raw and len(raw) <= 200 and state.signer.validate(raw):
-                visitor = raw
-                break
-    limits.check(ip=str(ip) if ip is not None else peer, visitor_id=visitor)
+        cookies = _visitor_cookies(raw_headers(request))
+        if cookies:
+            signer = state.signer
+            fast = signer if isinstance(signer, VisitorSigner) else None
+            for name in ("__Host-tsid", "__Secure-tsid"):
+                raw = cookies.get(name)
+                if raw and len(raw) <= 200 and (
+                    # verify_text (remembered ids, the newest key) accepts only what validate
+                    # accepts; validate decides the rest (older keys, other encodings)
+                    (fast is not None and fast.verify_text(raw) is not None)
+                    or signer.validate(raw)
+                ):
+                    visitor = raw
+                    break
+    key: str | None
+    if ip is not None:
+        key = address_text(ip)  # str(ip)
+    else:
+        key = request.client.host if request.client else None
+    limits.check(ip=key, visitor_id=visitor)
+
+
+def _visitor_cookies(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The visitor id cookies of ``request.cookies`` (Starlette's parse of every ``Cookie``
+    header, the last value of a name winning), among others maybe: only the ``;``-separated
+    chunks that hold ``tsid`` are parsed (every visitor cookie name does)."""
+    cookies: dict[str, str] = {}
+    for name, value in raw:
+        if name == b"cookie" and b"tsid" in value:
+            for chunk in value.decode("latin-1").split(";"):
+                if "tsid" in chunk:
+                    cookies.update(cookie_parser(chunk))
+    return cookies
 
 
 def context_headers(request: Request) -> Mapping[str, str]:

@@ -215,3 +215,22 @@ def test_set_cookies_writes_what_set_cookie_header_writes() -> None:
         assert [v for k, v in response.raw_headers if k == b"set-cookie"] == [
             set_cookie_header(c) for c in cookies if cookie_is_safe(c)
         ]
+
+
+def test_visitor_cookies_of_the_rate_limit_are_starlettes() -> None:
+    # check_rate_limits parses only the chunks that can hold a visitor id cookie
+    import random
+
+    from tagserver.clients.context import _visitor_cookies
+
+    rng = random.Random(5)
+    atoms = [b"__Host-tsid", b"__Secure-tsid", b"tsid", b"_fbp", b"=", b";", b" ", b'"', b"\\",
+             b"\\073", b"a", b"\xa0", b"\x85"]  # fmt: skip
+    for _ in range(3000):
+        raw = [(rng.choice([b"cookie", b"cookie", b"host"]),
+                b"".join(rng.choice(atoms) for _ in range(rng.randrange(10))))
+               for _ in range(rng.randrange(4))]  # fmt: skip
+        expected = request(raw).cookies
+        found = _visitor_cookies(raw)
+        for name in ("__Host-tsid", "__Secure-tsid"):
+            assert found.get(name) == expected.get(name), raw
