@@ -464,7 +464,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
         state.metrics.hit_outcome["rejected"].inc()
-        return error_response(exc, headers=cors_headers(origin) if cors and origin else {})
+        return error_response(exc, headers=cors_headers(origin) if cors and origin is not None else {})
 
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(headers.get(b"referer"))
@@ -500,7 +500,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         await submit_results(state, [result])  # durable before the answer
     except OutboxError:
         state.metrics.hit_outcome["unavailable"].inc()
-        return outbox_unavailable(headers=cors_headers(origin) if cors and origin else {})
+        return outbox_unavailable(headers=cors_headers(origin) if cors and origin is not None else {})
     state.metrics.hit_outcome["accepted"].inc()
     response = JSONReply(
         {"event_id": event.event_id, "commands": result.commands}, answer_headers(origin)
