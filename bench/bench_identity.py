@@ -9,13 +9,13 @@ Run from the repository root::
 What one hit costs here is what ``handle_collect`` (``tagserver/app.py``) does per hit besides
 the body, the container and the outbox (``bench/bench_hot_path.py`` measures those): the trusted
 client IP (``request_client_ip``), the rate-limit check (off, as in the harness), the cookie
-scope of the ``Host``, ``parse_cookie_header`` + ``resolve_identity`` (``_fbp`` kept, visitor id
-minted or verified and signed, the cookies to set), ``public_ip``, the context cookies and
-headers the event carries (``context_cookies``, ``context_headers``) and the ``Set-Cookie``
+scope of the ``Host``, ``identity_cookies`` + ``resolve_identity`` (``_fbp`` kept, visitor id
+minted or verified and signed, the cookies to set), ``public_text``, the context cookies and
+headers the event carries (``ContextCookies``, ``ContextHeaders``) and the ``Set-Cookie``
 headers (``set_cookies``). Each hit is a fresh Starlette ``Request`` on a scope as uvicorn
 builds it for ``bench/hits.lua``'s requests (peer 127.0.0.1, a trusted proxy by default, no
-``X-Forwarded-For``), whose ``headers`` were already read once (``handle_collect`` reads Host
-and Origin first).
+``X-Forwarded-For``), its headers read once into ``first_headers`` as ``handle_collect`` reads
+them.
 
 Cases: ``wrk``: the harness's requests (``_fbp`` and ``_ga`` cookies, no visitor id: one is
 minted and signed on every hit); ``returning``: the same with a valid signed ``__Secure-tsid``
@@ -43,18 +43,19 @@ from bench_hot_path import ENVIRON, NOW, UA  # noqa: E402  (the same hits as the
 from starlette.requests import Request  # noqa: E402
 
 from tagserver.app import create_app  # noqa: E402
+from tagserver.client_ip import public_text  # noqa: E402
 from tagserver.clients.context import (  # noqa: E402
+    ContextCookies,
+    ContextHeaders,
     check_rate_limits,
-    context_cookies,
-    context_headers,
-    public_ip,
+    raw_headers,
     request_client_ip,
     set_cookies,
 )
 from tagserver.container.loader import load_container  # noqa: E402
-from tagserver.http import JSONReply  # noqa: E402
+from tagserver.http import JSONReply, first_headers  # noqa: E402
 from tagserver.identity import (  # noqa: E402
-    parse_cookie_header,
+    identity_cookies,
     resolve_cookie_scope,
     resolve_identity,
 )
@@ -100,12 +101,17 @@ def make_group(state: Any, case: str) -> Callable[[Request, JSONReply], object]:
     ad_page = case == "fbclid"
 
     def group(request: Request, response: JSONReply) -> object:
-        host = request.headers.get("host")  # read before, as handle_collect reads it
-        client_ip = request_client_ip(request, state)
-        check_rate_limits(request, state, client_ip)
+        raw = raw_headers(request)
+        first = first_headers(raw)  # read before, as handle_collect reads Host and Origin
+        found = first.get(b"host")
+        host = found.decode("latin-1") if found is not None else None
+        client_ip = request_client_ip(request, state, first)
+        if state.limits.active:
+            check_rate_limits(request, state, client_ip)
         scope = resolve_cookie_scope(host, settings.site_domains)
+        cookie = first.get(b"cookie")
         identity = resolve_identity(
-            parse_cookie_header(request.headers.get("cookie", "")),
+            identity_cookies(cookie.decode("latin-1")) if cookie is not None else {},
             page_url=AD_PAGE if ad_page else PAGE,
             referrer_url="https://www.shop.example/",
             scope=scope,
@@ -115,10 +121,11 @@ def make_group(state: Any, case: str) -> Callable[[Request, JSONReply], object]:
             now_ms=NOW * 1000 + 250,
             max_age=settings.cookie_max_age_s,
         )
-        cookies, headers = context_cookies(request), context_headers(request)
+        cookies, headers = ContextCookies(raw, cookie), ContextHeaders(raw)
         # what every hit does with them later: event_from_hit's ``cookies or {}`` and
         # ``headers or {}``, apply_privacy's Sec-GPC
-        context = (public_ip(client_ip), cookies or {}, headers or {})
+        context = (public_text(client_ip) if client_ip is not None else None,
+                   cookies or {}, headers or {})  # fmt: skip
         headers.get("sec-gpc", "")
         set_cookies(response, identity.cookies)
         return identity, context
@@ -127,13 +134,11 @@ def make_group(state: Any, case: str) -> Callable[[Request, JSONReply], object]:
 
 
 def inputs(n: int, case: str, tsid: str) -> tuple[list[Request], list[JSONReply]]:
-    """``n`` fresh requests (headers read once) and answers to write cookies into."""
+    """``n`` fresh requests and answers to write cookies into."""
     requests = []
     for i in range(n):
         peer = f"198.51.100.{i % 200}" if case == "public" else "127.0.0.1"
-        request = Request(make_scope(cookie_header(i, case, tsid), peer=peer))
-        request.headers.get("host")
-        requests.append(request)
+        requests.append(Request(make_scope(cookie_header(i, case, tsid), peer=peer)))
     return requests, [JSONReply({"event_id": "x", "commands": []}, {}) for _ in range(n)]
 
 

@@ -27,13 +27,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope
 
 from tagserver.bots import is_bot
+from tagserver.client_ip import public_text
 from tagserver.clients.collect import event_from_hit, parse_collect_body
 from tagserver.clients.context import (
+    ContextCookies,
+    ContextHeaders,
     check_rate_limits,
-    context_cookies,
-    context_headers,
     outbox_unavailable,
-    public_ip,
     raw_headers,
     request_client_ip,
     run_event,
@@ -56,7 +56,7 @@ from tagserver.gc_tuning import configure_gc, gc_frozen, settle_heap
 from tagserver.http import (
     JSONReply,
     answer_headers,
-    check_content_type,
+    check_raw_content_type,
     cors_headers,
     error_response,
     first_headers,
@@ -67,7 +67,7 @@ from tagserver.http import (
 from tagserver.identity import (
     VISITOR_ID_SALT,
     VisitorSigner,
-    parse_cookie_header,
+    identity_cookies,
     resolve_cookie_scope,
     resolve_identity,
 )
@@ -432,10 +432,13 @@ def load_script(*, script_path: str, collect_path: str) -> _Script:
 async def handle_collect(request: Request, state: AppState) -> Response:
     """``POST /e``: one event from the browser client → commands, cookies, outbound events."""
     settings = state.settings
-    headers = first_headers(raw_headers(request))
-    host = _text(headers.get(b"host"))
-    origin = _text(headers.get(b"origin"))
-    cors: dict[str, str] = {}
+    raw = raw_headers(request)
+    headers = first_headers(raw)
+    found = headers.get(b"host")  # header values as Starlette gives them: latin-1
+    host = found.decode("latin-1") if found is not None else None
+    found = headers.get(b"origin")
+    origin = found.decode("latin-1") if found is not None else None
+    cors = False  # whether answers carry cors_headers(origin): an allowed origin
     try:
         if origin is not None:
             if not origin_allowed(origin, host=host, allowed=settings.allowed_origins):
@@ -443,14 +446,15 @@ async def handle_collect(request: Request, state: AppState) -> Response:
                     "origin not allowed",
                     errors=[{"field": "origin", "message": "add it to TAGSERVER_ALLOWED_ORIGINS"}],
                 )
-            cors = cors_headers(origin)
+            cors = True
         if request.method == "OPTIONS":
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
             return Response(status_code=204, headers=preflight_headers(origin))
-        client_ip = request_client_ip(request, state)
-        check_rate_limits(request, state, client_ip)
-        check_content_type(headers.get(b"content-type", b"").decode("latin-1"))
+        client_ip = request_client_ip(request, state, headers)
+        if state.limits.active:
+            check_rate_limits(request, state, client_ip)
+        check_raw_content_type(headers.get(b"content-type", b""))
         body = await read_body(
             request,
             limit=settings.max_body_bytes,
@@ -460,12 +464,13 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
         state.metrics.hit_outcome["rejected"].inc()
-        return error_response(exc, headers=cors)
+        return error_response(exc, headers=cors_headers(origin) if cors and origin is not None else {})
 
     scope = resolve_cookie_scope(host, settings.site_domains)
-    page_url = hit.event_source_url or _referer(_text(headers.get(b"referer")))
+    page_url = hit.event_source_url or _referer(headers.get(b"referer"))
+    cookie = headers.get(b"cookie")
     identity = resolve_identity(
-        parse_cookie_header(headers.get(b"cookie", b"").decode("latin-1")),
+        identity_cookies(cookie.decode("latin-1")) if cookie is not None else {},
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,
@@ -475,6 +480,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         now_ms=int(now * 1000),
         max_age=settings.cookie_max_age_s,
     )
+    user_agent = headers.get(b"user-agent")
     event = event_from_hit(
         hit,
         event_id=hit.event_id if hit.event_id is not None else str(uuid.uuid4()),
@@ -483,10 +489,10 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         fbp=identity.fbp,
         fbc=identity.fbc,
         visitor_id=identity.visitor_id,
-        client_ip=public_ip(client_ip),
-        user_agent=_text(headers.get(b"user-agent")) or None,
-        cookies=context_cookies(request),
-        headers=context_headers(request),
+        client_ip=public_text(client_ip) if client_ip is not None else None,  # public_ip
+        user_agent=user_agent.decode("latin-1") if user_agent else None,
+        cookies=ContextCookies(raw, cookie),  # context_cookies(request)
+        headers=ContextHeaders(raw),  # context_headers(request)
     )
     container = state.container  # one container for the whole event, even during a reload
     result = run_event(state, container, event, now=now)
@@ -494,7 +500,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         await submit_results(state, [result])  # durable before the answer
     except OutboxError:
         state.metrics.hit_outcome["unavailable"].inc()
-        return outbox_unavailable(headers=cors)
+        return outbox_unavailable(headers=cors_headers(origin) if cors and origin is not None else {})
     state.metrics.hit_outcome["accepted"].inc()
     response = JSONReply(
         {"event_id": event.event_id, "commands": result.commands}, answer_headers(origin)
@@ -503,16 +509,11 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     return response
 
 
-def _text(value: bytes | None) -> str | None:
-    """A raw header value as Starlette gives it (latin-1), ``None`` when absent."""
-    return None if value is None else value.decode("latin-1")
-
-
-def _referer(referer: str | None) -> str | None:
-    """The page URL from the ``Referer`` header ``referer``, when the hit did not name it (an
-    http(s) URL)."""
-    if referer and referer.startswith(("https://", "http://")) and len(referer) <= 4096:
-        return referer
+def _referer(referer: bytes | None) -> str | None:
+    """The page URL from the raw ``Referer`` header ``referer``, when the hit did not name it
+    (an http(s) URL)."""
+    if referer and referer.startswith((b"https://", b"http://")) and len(referer) <= 4096:
+        return referer.decode("latin-1")
     return None
 
 

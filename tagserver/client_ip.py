@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Container, Iterable, Sequence
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -78,11 +78,39 @@ def is_public(address: IPAddress) -> bool:
     )
 
 
-@functools.lru_cache(maxsize=8192)
 def public_text(address: IPAddress) -> str | None:
-    """``str(address)`` when :func:`is_public`, else ``None``; cached as :func:`is_public` is, so
-    that a hit from a known address neither checks the ranges nor formats the address again."""
-    return str(address) if is_public(address) else None
+    """``str(address)`` when :func:`is_public`, else ``None``; remembered per address object
+    (:func:`_texts`), so that a hit from a known address neither checks the ranges nor formats
+    the address again."""
+    entry = _TEXTS.get(id(address))
+    if entry is not None and entry[0] is address:
+        return entry[2]
+    return _texts(address)[2]
+
+
+def address_text(address: IPAddress) -> str:
+    """``str(address)``, remembered per address object as :func:`public_text` is."""
+    entry = _TEXTS.get(id(address))
+    if entry is not None and entry[0] is address:
+        return entry[1]
+    return _texts(address)[1]
+
+
+#: ``id(address)`` → ``(address, str(address), public_text(address))``.
+_TEXTS: dict[int, tuple[IPAddress, str, str | None]] = {}
+
+
+def _texts(address: IPAddress) -> tuple[IPAddress, str, str | None]:
+    """The :data:`_TEXTS` entry of ``address``, made and kept (8,192 addresses, then all are
+    forgotten at once). Keyed by ``id``, not by the address (whose ``__hash__`` is Python code):
+    :func:`parse_ip` gives the same object for a known text, and the entry keeps the object
+    alive, so its id names no other."""
+    text = str(address)
+    entry = (address, text, text if is_public(address) else None)
+    if len(_TEXTS) >= 8192:
+        _TEXTS.clear()
+    _TEXTS[id(address)] = entry
+    return entry
 
 
 def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
@@ -170,15 +198,20 @@ def client_ip_of_headers(
     headers: Iterable[tuple[bytes, bytes]],
     *,
     trusted_proxies: Sequence[IPNetwork],
+    first: Container[bytes] | None = None,
 ) -> IPAddress | None:
     """:func:`resolve_client_ip` of an ASGI request: ``headers`` are its raw ``(name, value)``
     pairs (lower-case names, latin-1 values), read in one pass and only when the peer is a
-    trusted proxy."""
+    trusted proxy. ``first``, when given, holds the name of every one of those headers (the
+    request's :func:`~tagserver.http.first_headers`): without ``X-Forwarded-For`` and
+    ``Forwarded`` in it, the pairs are not read."""
     if not peer:
         return None
     peer_ip, trusted = _parse_trusted(peer, trusted_proxies)
     if peer_ip is None or not trusted:
         return peer_ip
+    if first is not None and b"x-forwarded-for" not in first and b"forwarded" not in first:
+        return peer_ip  # a trusted proxy that names no client (a health check, a local test)
     forwarded_for: list[str] = []
     forwarded: list[str] = []
     for name, value in headers:

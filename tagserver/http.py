@@ -101,9 +101,26 @@ def check_content_type(content_type: str) -> None:
         )
 
 
+def check_raw_content_type(raw: bytes) -> None:
+    """:func:`check_content_type` of a raw ``Content-Type`` value (latin-1; ``b""`` when the
+    request has none). An accepted value is remembered (64 at most): browsers send a handful."""
+    if raw in _ACCEPTED_TYPES:
+        return
+    check_content_type(raw.decode("latin-1"))
+    if len(_ACCEPTED_TYPES) < 64:
+        _ACCEPTED_TYPES.add(raw)
+
+
+#: Raw ``Content-Type`` values :func:`check_content_type` accepted.
+_ACCEPTED_TYPES: set[bytes] = set()
+
+
 def first_headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[bytes, bytes]:
     """``{name: value}`` of an ASGI request's raw header pairs (names lower case): the first value
-    of a repeated name, as Starlette's ``request.headers.get`` gives it, in one pass."""
+    of a repeated name, as Starlette's ``request.headers.get`` gives it, in one pass (a list of
+    pairs, as servers give them: ``dict`` of the reversed list, in C)."""
+    if type(raw) is list:
+        return dict(reversed(raw))
     found: dict[bytes, bytes] = {}
     for name, value in raw:
         if name not in found:

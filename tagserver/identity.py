@@ -10,13 +10,13 @@ HttpOnly and signed.
 from __future__ import annotations
 
 import binascii
+import collections
 import functools
 import hashlib
 import hmac
 import ipaddress
 import os
 import re
-import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
@@ -98,6 +98,9 @@ class _Hash(Protocol):
 _SHA1_BLOCK = 64
 #: Standard base64 to its URL-safe alphabet, as ``base64.urlsafe_b64encode`` translates it.
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: Signed values :class:`VisitorSigner` remembers (about 200 bytes each) and the longest one.
+_VERIFIED_SIZE = 4096
+_VERIFIED_TEXT = 200
 
 
 class VisitorSigner(Signer):
@@ -118,6 +121,9 @@ class VisitorSigner(Signer):
         self._pads: dict[bytes, tuple[_Hash, _Hash]] = {}
         self._newest = self.secret_keys[-1]
         self._sep_text = self.sep.decode("ascii")
+        #: ``sign_text(value)`` → ``value``, for the signed values given or verified lately
+        #: (:data:`_VERIFIED_SIZE` at most, then forgotten all at once)
+        self._verified: dict[str, str] = {}
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         """The derived key of ``secret_key`` (default: the newest key), computed once."""
@@ -127,8 +133,8 @@ class VisitorSigner(Signer):
             key = self._derived[raw] = super().derive_key(raw)
         return key
 
-    def _mac(self, raw_key: bytes, data: bytes) -> bytes:
-        """HMAC-SHA1 of ``data`` under the derived key of ``raw_key`` (a secret key), 20 bytes."""
+    def _pads_of(self, raw_key: bytes) -> tuple[_Hash, _Hash]:
+        """The inner and outer SHA-1 states of HMAC under the derived key of ``raw_key``."""
         pads = self._pads.get(raw_key)
         if pads is None:
             key = self.derive_key(raw_key)
@@ -139,6 +145,11 @@ class VisitorSigner(Signer):
                 hashlib.sha1(bytes(b ^ 0x36 for b in key)),
                 hashlib.sha1(bytes(b ^ 0x5C for b in key)),
             )
+        return pads
+
+    def _mac(self, raw_key: bytes, data: bytes) -> bytes:
+        """HMAC-SHA1 of ``data`` under the derived key of ``raw_key`` (a secret key), 20 bytes."""
+        pads = self._pads.get(raw_key) or self._pads_of(raw_key)
         inner = pads[0].copy()
         inner.update(data)
         outer = pads[1].copy()
@@ -163,27 +174,53 @@ class VisitorSigner(Signer):
 
     def _signature(self, data: bytes) -> bytes:
         """:meth:`get_signature` of bytes: itsdangerous' ``base64_encode`` (URL-safe base64
-        without padding) written out, two Python calls fewer."""
-        encoded = binascii.b2a_base64(self._mac(self._newest, data), newline=False)
-        return encoded.translate(_URLSAFE).rstrip(b"=")
+        without padding) of the HMAC with the newest key, written out in one frame."""
+        pads = self._pads.get(self._newest) or self._pads_of(self._newest)
+        inner = pads[0].copy()
+        inner.update(data)
+        outer = pads[1].copy()
+        outer.update(inner.digest())
+        return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
 
     def sign_text(self, value: str) -> str:
-        """``sign(value).decode("ascii")`` for an ASCII ``value``: ``<value>.<signature>``."""
+        """``sign(value).decode("ascii")`` for an ASCII ``value``: ``<value>.<signature>``.
+        The result is remembered, so that :meth:`verify_text` of it (the visitor's next hit)
+        needs no HMAC."""
         data = value.encode("ascii")
-        return (data + self.sep + self._signature(data)).decode("ascii")
+        signed = (data + self.sep + self._signature(data)).decode("ascii")
+        if len(signed) <= _VERIFIED_TEXT:  # self._remember(signed, value), written out
+            verified = self._verified
+            if len(verified) >= _VERIFIED_SIZE:
+                verified.clear()
+            verified[signed] = value
+        return signed
 
     def verify_text(self, signed: str) -> str | None:
         """The value of ``signed`` when it is exactly what :meth:`sign_text` gives for it now
         (signed with the newest key, the signature in its canonical form); ``None`` otherwise,
         though :meth:`unsign` may still accept it (an older key, a non-canonical signature).
-        Compared in constant time."""
+        Compared in constant time; a value this signer gave or verified lately (the same
+        visitor's cookie on every hit) is found in a dict by its exact text, without HMAC (only
+        texts that passed the check are there: a lookup tells nothing about a forged one)."""
+        found = self._verified.get(signed)
+        if found is not None:
+            return found
         value, sep, sig = signed.rpartition(self._sep_text)
         if not sep or not signed.isascii():
             return None
         data = value.encode("ascii")
         if hmac.compare_digest(sig.encode("ascii"), self._signature(data)):
+            self._remember(signed, value)
             return value
         return None
+
+    def _remember(self, signed: str, value: str) -> None:
+        """Keep ``signed`` (``sign_text(value)``) for :meth:`verify_text`; short texts only."""
+        if len(signed) <= _VERIFIED_TEXT:
+            verified = self._verified
+            if len(verified) >= _VERIFIED_SIZE:
+                verified.clear()
+            verified[signed] = value
 
 
 @functools.lru_cache(maxsize=4096)
@@ -268,9 +305,30 @@ def fbclid_of_fbc(fbc: str) -> str:
     return fbc.split(".")[3]
 
 
+#: Random 32-hex-digit texts (16 bytes of ``os.urandom`` each), drawn :data:`_RANDOM_BYTES` at a
+#: time: one system call per 256 new visitors, not one each. A deque: ``popleft`` hands each text
+#: out once, whatever thread asks; a forked child forgets its parent's (``register_at_fork``).
+_RANDOM_HEX: collections.deque[str] = collections.deque()
+_RANDOM_BYTES = 4096
+os.register_at_fork(after_in_child=_RANDOM_HEX.clear)
+
+
+def random_hex32() -> str:
+    """``os.urandom(16).hex()``: 32 lower-case hex digits, 128 random bits (from a buffer of
+    ``os.urandom`` output, :data:`_RANDOM_HEX`)."""
+    for _ in range(3):  # another thread may empty a fresh buffer at once: try again, then ask
+        try:
+            return _RANDOM_HEX.popleft()
+        except IndexError:
+            text = os.urandom(_RANDOM_BYTES).hex()
+            _RANDOM_HEX.extend([text[i : i + 32] for i in range(0, len(text), 32)])
+    return os.urandom(16).hex()
+
+
 def new_fbp(*, subdomain_index: int, now_ms: int) -> str:
-    """A fresh ``_fbp``: ``fb.<index>.<now ms>.<random 0..2^31-1>``."""
-    return f"fb.{subdomain_index}.{now_ms}.{secrets.randbelow(2**31)}"
+    """A fresh ``_fbp``: ``fb.<index>.<now ms>.<random 0..2^31-1>`` (uniform: 31 of the bits of
+    :func:`random_hex32`, as ``secrets.randbelow(2**31)`` draws them)."""
+    return f"fb.{subdomain_index}.{now_ms}.{int(random_hex32()[:8], 16) >> 1}"
 
 
 def build_fbc(fbclid: str, *, subdomain_index: int, now_ms: int) -> str:
@@ -292,6 +350,31 @@ def parse_cookie_header(header: str) -> dict[str, list[str]]:
         name, sep, value = part.partition("=")
         if sep:
             values.setdefault(name.strip(), []).append(value.strip().strip('"'))
+    return values
+
+
+#: The cookies :func:`resolve_identity` reads.
+IDENTITY_COOKIES = frozenset({"_fbp", "_fbc", "__Host-tsid", "__Secure-tsid"})
+
+
+def identity_cookies(header: str) -> dict[str, list[str]]:
+    """:func:`parse_cookie_header` of ``header`` with only the :data:`IDENTITY_COOKIES` in it:
+    what :func:`resolve_identity` reads, without unquoting and keeping the values of the other
+    cookies of the site (often a dozen or more)."""
+    values: dict[str, list[str]] = {}
+    if "_fb" not in header and "tsid" not in header:
+        return values  # no name of IDENTITY_COOKIES is in the header
+    for part in header.split(";"):
+        if "_fb" in part or "tsid" in part:  # in every one of them: the others are skipped
+            name, sep, value = part.partition("=")
+            if sep:
+                name = name.strip()
+                if name in IDENTITY_COOKIES:
+                    found = values.get(name)
+                    if found is None:
+                        values[name] = [value.strip().strip('"')]
+                    else:
+                        found.append(value.strip().strip('"'))
     return values
 
 
@@ -337,25 +420,37 @@ def resolve_identity(
 
     if ad_storage:
         index = scope.subdomain_index if scope is not None else 1
-        fbp = _first_valid(cookies.get("_fbp"), FBP_RE)
+        found = cookies.get("_fbp")
+        fbp = None if found is None else _first_valid(found, FBP_RE)
         if fbp is None and scope is not None:
             fbp = new_fbp(subdomain_index=index, now_ms=now_ms)
-        fbc = _first_valid(cookies.get("_fbc"), FBC_RE)
-        fbclid = fbclid_from_url(page_url) or fbclid_from_url(referrer_url)
+        found = cookies.get("_fbc")
+        fbc = None if found is None else _first_valid(found, FBC_RE)
+        # fbclid_from_url(page_url) or fbclid_from_url(referrer_url), called only for a URL
+        # that names one (most do not)
+        fbclid = fbclid_from_url(page_url) if page_url and "fbclid=" in page_url else None
+        if fbclid is None and referrer_url and "fbclid=" in referrer_url:
+            fbclid = fbclid_from_url(referrer_url)
         if fbclid is not None and (fbc is None or fbclid_of_fbc(fbc) != fbclid):
             fbc = build_fbc(fbclid, subdomain_index=index, now_ms=now_ms)
         if scope is not None:
             if fbp is not None:
-                out.append(CookieSpec("_fbp", fbp, max_age, domain, False))
+                out.append(_new_tuple(CookieSpec, ("_fbp", fbp, max_age, domain, False)))
             if fbc is not None:
-                out.append(CookieSpec("_fbc", fbc, max_age, domain, False))
+                out.append(_new_tuple(CookieSpec, ("_fbc", fbc, max_age, domain, False)))
 
     visitor_id: str | None = None
     if analytics_storage and scope is not None:
         name = "__Host-tsid" if domain is None else "__Secure-tsid"  # visitor_cookie_name
         visitor_id, signed = _visitor_id(signer, cookies.get(name))
-        out.append(CookieSpec(name, signed, max_age, domain, True))
-    return Identity(fbp, fbc, visitor_id, tuple(out))
+        out.append(_new_tuple(CookieSpec, (name, signed, max_age, domain, True)))
+    return _new_tuple(Identity, (fbp, fbc, visitor_id, tuple(out)))
+
+
+#: ``tuple.__new__``: a :class:`CookieSpec` or :class:`Identity` made from a tuple of its
+#: fields in order, without the named tuple's Python-level ``__new__`` (half the cost, per
+#: cookie of every hit).
+_new_tuple = tuple.__new__
 
 
 def _visitor_id(signer: Signer, raw_ids: str | Sequence[str] | None) -> tuple[str, str]:
@@ -374,7 +469,9 @@ def _visitor_id(signer: Signer, raw_ids: str | Sequence[str] | None) -> tuple[st
             value = _unsign_visitor_id(signer, raw)
             if value is not None:
                 return value, _sign(signer, value)
-    visitor_id = os.urandom(16).hex()  # 32 hex digits, as _VISITOR_ID_RE wants
+    visitor_id = random_hex32()  # 32 hex digits, as _VISITOR_ID_RE wants
+    if type(signer) is VisitorSigner:  # _sign(signer, visitor_id), one call fewer
+        return visitor_id, signer.sign_text(visitor_id)
     return visitor_id, _sign(signer, visitor_id)
 
 

@@ -243,13 +243,94 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
 
     Raises :class:`HitRejected` with every field error (``{"field", "message"}``).
     """
-    return parse_collect_object(decode_json_body(body), now=now)
+    data = loads_fast(body, max_depth=MAX_DEPTH)  # decode_json_body's first step
+    if type(data) is not dict:
+        data = decode_json_body(body)  # it decides (and tries orjson once more: a rare body)
+    return parse_collect_object(data, now=now)
 
 
 def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> CollectHit:
     """:func:`parse_collect_body` for an already decoded JSON object (one event of a
-    ``POST /api/events`` batch too). Raises :class:`HitRejected` with every field error."""
-    now = time.time() if now is None else now
+    ``POST /api/events`` batch too). Raises :class:`HitRejected` with every field error.
+
+    A hit whose every field has its usual shape (a printable ASCII name and id, whole seconds,
+    http(s) URLs, objects, string contact data) is taken as it is; any other goes through
+    every check (:func:`_parse_checked`), which gives the same hit or the errors."""
+    if now is None:
+        now = time.time()
+    name = data.get("event_name")
+    if type(name) is not str or len(name) > MAX_NAME_LENGTH or not name.isascii():
+        return _parse_checked(data, now)
+    stripped = name.strip()
+    if not stripped or not name.isprintable():
+        return _parse_checked(data, now)
+    event_id = data.get("event_id")
+    if event_id is not None and (
+        type(event_id) is not str
+        or not 0 < len(event_id) <= MAX_ID_LENGTH
+        or not event_id.isascii()
+        or not event_id.isprintable()
+    ):
+        return _parse_checked(data, now)
+    event_time = data.get("event_time")
+    if event_time is None:
+        event_time = int(now)
+    elif type(event_time) is int and 0 < event_time < MS_THRESHOLD:  # parse_event_time
+        if event_time > now + MAX_FUTURE_S:
+            event_time = int(now)
+    else:
+        return _parse_checked(data, now)
+    page_url = data.get("event_source_url")
+    if page_url is not None and (
+        type(page_url) is not str
+        or len(page_url) > MAX_URL_LENGTH
+        or not page_url.startswith(_URL_SCHEMES)
+    ):
+        return _parse_checked(data, now)
+    referrer_url = data.get("referrer_url")
+    if referrer_url is not None and (
+        type(referrer_url) is not str
+        or len(referrer_url) > MAX_URL_LENGTH
+        or not referrer_url.startswith(_URL_SCHEMES)
+    ):
+        return _parse_checked(data, now)
+    custom_data = data.get("custom_data")
+    if custom_data is None:
+        custom_data = {}
+    elif type(custom_data) is not dict:
+        return _parse_checked(data, now)
+    user_data = data.get("user_data")
+    if user_data is None:
+        user_data = {}
+    elif type(user_data) is not dict:
+        return _parse_checked(data, now)
+    else:
+        for value in user_data.values():
+            if type(value) is not str and not _is_user_value(value):
+                return _parse_checked(data, now)
+    consent = GRANTED
+    raw_consent = data.get("consent")
+    if raw_consent is not None:
+        try:
+            consent = parse_consent(raw_consent)
+        except HitRejected:
+            return _parse_checked(data, now)
+    hit = CollectHit.__new__(CollectHit)  # CollectHit(...) with every field, in its order
+    object.__setattr__(hit, "__dict__", {
+        "event_name": stripped,
+        "event_id": event_id,
+        "event_time": event_time,
+        "event_source_url": page_url,
+        "referrer_url": referrer_url,
+        "custom_data": custom_data,
+        "user_data": user_data,
+        "consent": consent,
+    })  # fmt: skip
+    return hit
+
+
+def _parse_checked(data: dict[str, Any], now: float) -> CollectHit:
+    """:func:`parse_collect_object` with every check, each problem reported."""
     errors: list[dict[str, str]] = []
 
     def bad(name: str, message: str) -> None:

@@ -13,18 +13,18 @@ import dataclasses
 import logging
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from starlette.requests import Request, cookie_parser
 from starlette.responses import JSONResponse, Response
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import IPAddress, client_ip_of_headers, public_text
+from tagserver.client_ip import IPAddress, address_text, client_ip_of_headers, public_text
 from tagserver.container.model import Container
 from tagserver.container.runtime import ContainerResult, run_container
 from tagserver.event import Event
 from tagserver.exceptions import OutboxError
-from tagserver.identity import CookieSpec
+from tagserver.identity import CookieSpec, VisitorSigner
 from tagserver.meta.events import meta_event_name
 from tagserver.purchase_token import verify_purchase
 
@@ -35,16 +35,21 @@ if TYPE_CHECKING:
 log = logging.getLogger("tagserver.app")
 
 
-def request_client_ip(request: Request, state: AppState) -> IPAddress | None:
+def request_client_ip(
+    request: Request, state: AppState, first: Mapping[bytes, bytes] | None = None
+) -> IPAddress | None:
     """The client address of ``request`` through the trusted proxies
     (:func:`~tagserver.client_ip.resolve_client_ip`, on the raw headers), private addresses
     included; ``None`` when unknown. Resolve it once per request and pass it to
-    :func:`public_ip` and :func:`check_rate_limits`."""
+    :func:`public_ip` and :func:`check_rate_limits`. ``first`` is the request's
+    :func:`~tagserver.http.first_headers` when the caller has them: a request with neither
+    ``X-Forwarded-For`` nor ``Forwarded`` then skips the walk through its headers."""
     client = request.scope.get("client")  # request.client, without building an Address
     return client_ip_of_headers(
         client[0] if client is not None else None,
         raw_headers(request),
         trusted_proxies=state.settings.trusted_proxies,
+        first=first,
     )
 
 
@@ -70,15 +75,41 @@ def check_rate_limits(request: Request, state: AppState, ip: IPAddress | None) -
     limits = state.limits
     if not limits.active:
         return
-    peer = request.client.host if request.client else None
     visitor: str | None = None
     if limits.visitor.per_minute > 0:
-        for name in ("__Host-tsid", "__Secure-tsid"):
-            raw = request.cookies.get(name)
-            if raw and len(raw) <= 200 and state.signer.validate(raw):
-                visitor = raw
-                break
-    limits.check(ip=str(ip) if ip is not None else peer, visitor_id=visitor)
+        cookies = _visitor_cookies(raw_headers(request))
+        if cookies:
+            signer = state.signer
+            fast = signer if isinstance(signer, VisitorSigner) else None
+            for name in ("__Host-tsid", "__Secure-tsid"):
+                raw = cookies.get(name)
+                if raw and len(raw) <= 200 and (
+                    # verify_text (remembered ids, the newest key) accepts only what validate
+                    # accepts; validate decides the rest (older keys, other encodings)
+                    (fast is not None and fast.verify_text(raw) is not None)
+                    or signer.validate(raw)
+                ):
+                    visitor = raw
+                    break
+    key: str | None
+    if ip is not None:
+        key = address_text(ip)  # str(ip)
+    else:
+        key = request.client.host if request.client else None
+    limits.check(ip=key, visitor_id=visitor)
+
+
+def _visitor_cookies(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The visitor id cookies of ``request.cookies`` (Starlette's parse of every ``Cookie``
+    header, the last value of a name winning), among others maybe: only the ``;``-separated
+    chunks that hold ``tsid`` are parsed (every visitor cookie name does)."""
+    cookies: dict[str, str] = {}
+    for name, value in raw:
+        if name == b"cookie" and b"tsid" in value:
+            for chunk in value.decode("latin-1").split(";"):
+                if "tsid" in chunk:
+                    cookies.update(cookie_parser(chunk))
+    return cookies
 
 
 def context_headers(request: Request) -> Mapping[str, str]:
@@ -174,9 +205,19 @@ class ContextHeaders(_RawHeaderMapping):
 
 
 class ContextCookies(_RawHeaderMapping):
-    """``{name: value}`` of the request cookies, as Starlette's ``request.cookies``."""
+    """``{name: value}`` of the request cookies, as Starlette's ``request.cookies``. ``first``,
+    when the caller knows it, is the value of the first ``Cookie`` header of ``raw``, ``None``
+    when it has none (``False``: not known): :meth:`__bool__` then mostly needs no walk
+    through the headers."""
 
-    __slots__ = ()
+    __slots__ = ("_first",)
+
+    def __init__(
+        self, raw: Sequence[tuple[bytes, bytes]], first: bytes | None | Literal[False] = False
+    ) -> None:
+        self._raw = raw
+        self._dict = None
+        self._first = first
 
     def _build(self) -> dict[str, str]:
         cookies: dict[str, str] = {}
@@ -191,6 +232,11 @@ class ContextCookies(_RawHeaderMapping):
         space is left."""
         if self._dict is not None:
             return bool(self._dict)
+        first = self._first
+        if first is None:
+            return False  # no Cookie header
+        if first and first[0] not in _NO_COOKIE_START:
+            return True  # as the walk finds at the first Cookie header
         for name, raw in self._raw:
             if name == b"cookie":
                 if raw and raw[0] not in _NO_COOKIE_START:
@@ -347,9 +393,35 @@ def set_cookie_header(cookie: CookieSpec) -> bytes:
 
 def set_cookies(response: Response, cookies: Iterable[CookieSpec]) -> None:
     """Write each cookie: ``Secure; SameSite=Lax; Path=/`` always (REFERENCE §3). A cookie that
-    fails :func:`cookie_is_safe` is not written (and logged by name only)."""
+    fails :func:`cookie_is_safe` is not written (and logged by name only).
+
+    The same headers as :func:`set_cookie_header` of each :func:`cookie_is_safe` cookie, made
+    in fewer steps: the attributes after the value (Domain, HttpOnly, Max-Age) come from the
+    settings, so their text is checked and written once per ``(max_age, domain, httponly)``
+    (:data:`_COOKIE_TAILS`); the name is one already checked, and the value is checked on
+    every cookie."""
+    headers = response.raw_headers
     for cookie in cookies:
-        if not cookie_is_safe(cookie):
+        name, value, max_age, domain, httponly = cookie
+        # an int Max-Age only: True or 1.0 would find 1's entry but are written otherwise
+        tail = _COOKIE_TAILS.get((max_age, domain, httponly)) if type(max_age) is int else None
+        if tail is not None and name in _GOOD_NAMES and _COOKIE_VALUE_RE.match(value):
+            headers.append((b"set-cookie", f"{name}={value}{tail}".encode("ascii")))
+        elif cookie_is_safe(cookie):
+            headers.append((b"set-cookie", set_cookie_header(cookie)))
+            if type(max_age) is int and len(_COOKIE_TAILS) < 64:
+                _COOKIE_TAILS[max_age, domain, httponly] = _cookie_tail(cookie)
+        else:
             log.error("cookie not set: malformed", extra={"cookie": cookie.name[:64]})
-            continue
-        response.raw_headers.append((b"set-cookie", set_cookie_header(cookie)))
+
+
+#: ``(max_age, domain, httponly)`` of a cookie that passed :func:`cookie_is_safe` → the text of
+#: its ``Set-Cookie`` header after the value (:func:`_cookie_tail`); a handful, from the settings.
+_COOKIE_TAILS: dict[tuple[int, str | None, bool], str] = {}
+
+
+def _cookie_tail(cookie: CookieSpec) -> str:
+    """:func:`set_cookie_header` of ``cookie`` after ``name=value``, as text."""
+    domain = f"; Domain={cookie.domain}" if cookie.domain is not None else ""
+    httponly = "; HttpOnly" if cookie.httponly else ""
+    return f"{domain}{httponly}; Max-Age={cookie.max_age}; Path=/; SameSite=lax; Secure"

@@ -654,3 +654,42 @@ def test_visitor_signer_reads_what_the_plain_signer_reads(variant) -> None:  # t
     if kept:
         assert by_name(fast)["__Secure-tsid"] == by_name(plain)["__Secure-tsid"]
         assert by_name(fast)["__Secure-tsid"].value == good
+
+
+def test_identity_cookies_are_parse_cookie_headers_identity_values() -> None:
+    import random
+
+    from tagserver.identity import IDENTITY_COOKIES, identity_cookies, parse_cookie_header
+
+    rng = random.Random(3)
+    atoms = ["_fbp", "_fbc", "__Host-tsid", "__Secure-tsid", "_fb", "tsid", "x_fbp", "_ga", "=",
+             ";", " ", "\t", '"', "\x85", "a", "fb.1.2.3"]  # fmt: skip
+    for _ in range(5000):
+        header = "".join(rng.choice(atoms) for _ in range(rng.randrange(12)))
+        expected = {k: v for k, v in parse_cookie_header(header).items() if k in IDENTITY_COOKIES}
+        assert identity_cookies(header) == expected, header
+
+
+def test_random_hex32_is_32_hex_digits_never_repeated() -> None:
+    from tagserver.identity import random_hex32
+
+    drawn = [random_hex32() for _ in range(1000)]  # several buffers
+    assert all(re.fullmatch(r"[0-9a-f]{32}", value) for value in drawn)
+    assert len(set(drawn)) == len(drawn)
+
+
+def test_visitor_signer_remembers_only_what_it_signed_or_verified() -> None:
+    from tagserver.identity import VisitorSigner
+
+    sign = VisitorSigner("unit-test-signing-key-0123456789", salt=VISITOR_ID_SALT)
+    other = VisitorSigner("another-key-0123456789abcdef", salt=VISITOR_ID_SALT)
+    signed = sign.sign_text("a" * 32)
+    assert sign.verify_text(signed) == "a" * 32  # remembered
+    assert other.verify_text(signed) is None  # another key's signer never saw it
+    assert other.verify_text(signed) is None
+    forged = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+    assert sign.verify_text(forged) is None
+    assert sign.verify_text(forged) is None
+    fresh = VisitorSigner("unit-test-signing-key-0123456789", salt=VISITOR_ID_SALT)
+    assert fresh.verify_text(signed) == "a" * 32  # checked, then remembered
+    assert fresh.verify_text(signed) == "a" * 32

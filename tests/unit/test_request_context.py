@@ -154,3 +154,83 @@ def test_raw_headers_are_the_scopes_pairs_whatever_their_container() -> None:
         req = request(given)  # type: ignore[arg-type]
         assert list(raw_headers(req)) == pairs
         assert dict(context_headers(req)) == {"host": "h", "x-a": "1"}
+
+
+def test_context_cookies_told_the_first_cookie_header_answer_as_without() -> None:
+    # handle_collect passes the first Cookie header's value (None: no Cookie header), so that
+    # ``cookies or {}`` mostly needs no walk through the headers
+    import random
+
+    from tagserver.clients.context import ContextCookies
+    from tagserver.http import first_headers
+
+    rng = random.Random(11)
+    alphabet = [b" ", b"\t", b"=", b";", b"a", b"\xa0", b"\x85"]
+    names = [b"cookie", b"cookie", b"host", b"x-a"]
+    for _ in range(3000):
+        raw = [(rng.choice(names),
+                b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 6))))
+               for _ in range(rng.randrange(0, 4))]  # fmt: skip
+        told = ContextCookies(raw, first_headers(raw).get(b"cookie"))
+        assert bool(told) is bool(request(raw).cookies), raw
+        assert dict(told) == request(raw).cookies, raw
+
+
+def test_request_client_ip_with_first_headers_is_the_same() -> None:
+    from tagserver.http import first_headers
+
+    settings = Settings()
+    state: Any = type("State", (), {"settings": settings})()
+    for raw in ([(b"x-forwarded-for", b"203.0.113.7, 127.0.0.5"), (b"host", b"h"),
+                 (b"x-forwarded-for", b"127.0.0.9")],
+                [(b"forwarded", b"for=192.0.2.60;proto=https")],
+                [(b"host", b"h")], []):  # fmt: skip
+        for client in (("127.0.0.1", 5), ("198.51.100.2", 1), None):
+            assert request_client_ip(request(raw, client), state, first_headers(raw)) == (
+                request_client_ip(request(raw, client), state)
+            )
+
+
+def test_set_cookies_writes_what_set_cookie_header_writes() -> None:
+    # set_cookies remembers the attributes after the value; every cookie still gets checked
+    from starlette.responses import Response
+
+    from tagserver.clients.context import set_cookies
+
+    good = CookieSpec("_fbp", "fb.1.1700000000000.1", 100, "shop.example", False)
+    cookies = [
+        good,
+        good._replace(name="__Secure-tsid", value="a" * 32 + ".sig", httponly=True),
+        good._replace(domain=None),
+        good._replace(value="a;b"),  # not written
+        good._replace(name="_f bp"),  # not written
+        good._replace(max_age=400 * 24 * 3600 + 1),  # not written
+        good._replace(domain="shop.example; x"),  # not written
+        good._replace(max_age=True),  # type: ignore[arg-type]  # as set_cookie_header writes it
+        good._replace(max_age=100.0),  # type: ignore[arg-type]
+    ]
+    for _ in range(3):  # the first time fills what is remembered
+        response = Response()
+        set_cookies(response, cookies)
+        assert [v for k, v in response.raw_headers if k == b"set-cookie"] == [
+            set_cookie_header(c) for c in cookies if cookie_is_safe(c)
+        ]
+
+
+def test_visitor_cookies_of_the_rate_limit_are_starlettes() -> None:
+    # check_rate_limits parses only the chunks that can hold a visitor id cookie
+    import random
+
+    from tagserver.clients.context import _visitor_cookies
+
+    rng = random.Random(5)
+    atoms = [b"__Host-tsid", b"__Secure-tsid", b"tsid", b"_fbp", b"=", b";", b" ", b'"', b"\\",
+             b"\\073", b"a", b"\xa0", b"\x85"]  # fmt: skip
+    for _ in range(3000):
+        raw = [(rng.choice([b"cookie", b"cookie", b"host"]),
+                b"".join(rng.choice(atoms) for _ in range(rng.randrange(10))))
+               for _ in range(rng.randrange(4))]  # fmt: skip
+        expected = request(raw).cookies
+        found = _visitor_cookies(raw)
+        for name in ("__Host-tsid", "__Secure-tsid"):
+            assert found.get(name) == expected.get(name), raw
