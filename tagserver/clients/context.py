@@ -225,7 +225,11 @@ async def submit_results(state: AppState, results: Sequence[ContainerResult]) ->
     returns) and count the events and fired tags. Raises
     :class:`~tagserver.exceptions.OutboxError` when the outbox cannot store them (logged here)."""
     assert state.sender is not None, "the lifespan has not run"
-    outbound = [item for result in results for item in result.outbound]
+    outbound = (
+        results[0].outbound  # one event per hit, usually: no list to build
+        if len(results) == 1
+        else [item for result in results for item in result.outbound]
+    )
     try:
         await state.sender.submit(outbound)
     except OutboxError as exc:

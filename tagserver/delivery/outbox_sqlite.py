@@ -355,6 +355,12 @@ class SqliteOutbox:
         group, fut, start = self._enqueue(entries, lease=True)
         await fut
         now = group.created_at
+        if len(entries) == 1:  # a hit's usual one event: no comprehension, zip nor slice
+            e = entries[0]
+            return [
+                OutboxEntry(str(group.ids[start]), e.destination, e.payload, e.event_id,
+                            e.event_time, now)
+            ]  # fmt: skip
         return [
             OutboxEntry(str(i), e.destination, e.payload, e.event_id, e.event_time, now)
             for i, e in zip(group.ids[start : start + len(entries)], entries, strict=True)
