@@ -480,7 +480,8 @@ class Sender:
         for h in batch:
             if held.pop(h.entry.id, None) is not None:
                 self._held_count -= 1
-                waiting.pop(h.entry.id, None)
+                if not h.in_flight:  # a held entry waits exactly when it is not in flight
+                    waiting.pop(h.entry.id, None)
         if not held:
             self._held.pop(key, None)
             self._waiting.pop(key, None)
