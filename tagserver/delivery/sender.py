@@ -124,6 +124,14 @@ class Sender:
         self.use_destinations(destinations, resolve=resolve, secrets=secrets or {})
         self._held: dict[str, dict[str, _Held]] = {}
         self._held_count = 0
+        #: the held entries not in flight, per destination (what :meth:`_dispatch` looks at), and
+        #: no later than the earliest ``due`` of those not ``blocked`` (0.0: look at them now);
+        #: so that a loop turn costs what is new, not every entry held (in flight or waiting for
+        #: a retry)
+        self._waiting: dict[str, dict[str, _Held]] = {}
+        self._wait_due: dict[str, float] = {}
+        #: destinations whose channel chains entries: one leaving may unblock others
+        self._chained: set[str] = set()
         #: entries stored leased to this sender since the last fill (held from the next one on)
         self._fresh: list[OutboxEntry] = []
         #: entries being stored leased, plus the limit of the claim running (see :meth:`_room`)
@@ -355,23 +363,45 @@ class Sender:
 
     def _hold(self, claimed: Sequence[OutboxEntry]) -> None:
         """Keep claimed entries, grouped by destination (an entry held already is kept once)."""
-        by_key, key, held = self._held, None, {}
+        by_key, waiting_by_key, wait_due = self._held, self._waiting, self._wait_due
+        key, held, waiting = None, {}, {}
         for entry in claimed:
             if entry.destination != key:
                 key = entry.destination
                 held = by_key.setdefault(key, {})
+                waiting = waiting_by_key.setdefault(key, {})
+                wait_due[key] = 0.0
             if entry.id not in held:
-                held[entry.id] = _Held(entry)
+                held[entry.id] = waiting[entry.id] = _Held(entry)
                 self._held_count += 1
 
+    def _wait(self, key: str, batch: Iterable[_Held]) -> None:
+        """Entries of ``batch`` still held wait again (for their ``due``), out of flight."""
+        held = self._held.get(key)
+        if held is None:
+            return
+        waiting = self._waiting.setdefault(key, {})
+        earliest = self._wait_due.get(key, float("inf"))
+        for h in batch:
+            h.in_flight = False
+            if h.entry.id in held:
+                waiting[h.entry.id] = h
+                if h.due < earliest:
+                    earliest = h.due
+        self._wait_due[key] = earliest
+
     def _next_due(self) -> float | None:
-        dues = [
-            max(h.due, self._paused.get(key, 0.0))
-            for key, held in self._held.items()
-            for h in held.values()
-            if not h.in_flight and not h.blocked
-        ]
-        return min(dues, default=None)
+        """When an entry waiting (not in flight, not blocked) is due, its destination's pause
+        over, ``time.monotonic()``; ``None``: none waits. Never later than that (it may be
+        earlier: a turn of the loop then finds nothing to send)."""
+        best = None
+        paused, wait_due = self._paused, self._wait_due
+        for key, waiting in self._waiting.items():
+            if waiting:
+                due = max(wait_due.get(key, 0.0), paused.get(key, 0.0))
+                if best is None or due < best:
+                    best = due
+        return None if best is None or best == float("inf") else best
 
     def _dispatch(self) -> None:
         """Start a delivery task for every due batch.
@@ -382,18 +412,34 @@ class Sender:
         an entry waiting while an earlier one of its chain is in flight or waiting for a retry.
         """
         now = time.monotonic()
-        for key, held in self._held.items():
-            if self._paused.get(key, 0.0) > now:
+        wait_due = self._wait_due
+        for key, waiting in self._waiting.items():
+            if not waiting or wait_due.get(key, 0.0) > now or self._paused.get(key, 0.0) > now:
                 continue
             destination = self._destination(key)
             channel = self._channel(destination) if destination is not None else None
             size = channel.max_batch if channel is not None else 1000
             chain_key = getattr(channel, "chain_key", None) if size == 1 else None
             if chain_key is not None:
-                self._mark_blocked(held.values(), chain_key)
-            ready = [h for h in held.values() if not h.in_flight and not h.blocked and h.due <= now]
+                self._chained.add(key)
+                self._mark_blocked(self._held[key].values(), chain_key)
+            ready: list[_Held] = []
+            earliest = float("inf")
+            for h in waiting.values():
+                if h.blocked:
+                    continue
+                if h.due <= now:
+                    ready.append(h)
+                elif h.due < earliest:
+                    earliest = h.due
+            wait_due[key] = earliest  # a blocked one waits for a _forget, which resets this
             if not ready:
                 continue
+            if len(ready) == len(waiting):
+                waiting.clear()
+            else:
+                for h in ready:
+                    del waiting[h.entry.id]
             for start in range(0, len(ready), size):
                 batch = ready[start : start + size]
                 for h in batch:
@@ -430,11 +476,18 @@ class Sender:
 
     def _forget(self, key: str, batch: Sequence[_Held]) -> None:
         held = self._held.get(key, {})
+        waiting = self._waiting.get(key, {})
         for h in batch:
             if held.pop(h.entry.id, None) is not None:
                 self._held_count -= 1
+                if not h.in_flight:  # a held entry waits exactly when it is not in flight
+                    waiting.pop(h.entry.id, None)
         if not held:
             self._held.pop(key, None)
+            self._waiting.pop(key, None)
+            self._wait_due.pop(key, None)
+        elif key in self._chained:
+            self._wait_due[key] = 0.0  # the entries it blocked may go now
 
     async def _deliver_guarded(self, key: str, batch: list[_Held]) -> None:
         """:meth:`_deliver`, with a bug logged and counted (``internal_error``) instead of lost
@@ -454,7 +507,7 @@ class Sender:
                 if h.entry.id in held:
                     h.attempts += 1
                     h.due = now + self._policy.delay(h.attempts)
-                    h.in_flight = False
+            self._wait(key, batch)
             self._wake.set()
 
     async def _deliver(self, key: str, batch: list[_Held]) -> None:
@@ -487,7 +540,8 @@ class Sender:
                     attempts=max(h.attempts for h in too_old),
                 )
                 await self._bury(key, label, too_old, failure)
-                batch = [h for h in batch if h not in too_old]
+                buried = {id(h) for h in too_old}
+                batch = [h for h in batch if id(h) not in buried]
             if batch:
                 await self._attempt(key, destination, channel, batch)
         except OutboxError as exc:
@@ -585,7 +639,7 @@ class Sender:
             self._paused[key] = max(self._paused.get(key, 0.0), now + error.retry_after)
         for h in batch:
             h.due = now + delay
-            h.in_flight = False
+        self._wait(key, batch)
         self._metrics.outbound_retried.labels(label, reason).inc(len(batch))
         log.info(
             "retrying",

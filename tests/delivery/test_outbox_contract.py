@@ -351,6 +351,28 @@ def test_sqlite_group_commit_shares_transactions(tmp_path: Path) -> None:
     assert len(batches) < 30, f"puts were not grouped: {len(batches)} transactions"
 
 
+def test_sqlite_id_lists_of_any_length_touch_exactly_their_entries(tmp_path: Path) -> None:
+    """Acks and releases pad their id lists to a few lengths (repeating the last id): lists of
+    1,001 (a full chunk and one) and 65 ids touch those entries and no other."""
+
+    async def main() -> None:
+        a = SqliteOutbox(tmp_path / "outbox.sqlite3", lease_s=30.0)
+        b = SqliteOutbox(tmp_path / "outbox.sqlite3", lease_s=30.0)
+        await a.open()
+        await b.open()
+        await a.put(entries(*(f"e{i}" for i in range(1100))))
+        claimed = await a.claim(2000)
+        assert len(claimed) == 1100
+        await a.ack([e.id for e in claimed[:1001]])
+        assert (await a.stats()).depth == 99
+        await a.release([e.id for e in claimed[1001:1066]])
+        taken = await b.claim(2000)
+        assert [e.event_id for e in taken] == [f"e{i}" for i in range(1001, 1066)]
+        await close_all(a, b)
+
+    run(main())
+
+
 def test_a_late_consumer_cannot_take_back_what_another_took_over(
     shared_backend: tuple[str, Consumers],
 ) -> None:
