@@ -14,9 +14,11 @@ Two measures:
   ``--runs`` runs of ``--hits`` hits. On a shared machine the figures move by several percent.
 * ``--instructions``: **instructions per hit** counted by ``valgrind --tool=callgrind`` (about
   2 minutes): the difference between a run of ``--hits`` and one of ``3 × --hits`` hits (after the
-  same warm-up), divided by the extra hits, so start-up cancels out. Instruction counts do not
-  depend on what else the machine runs: use them to compare two versions of the code (about
-  ±0.6 % between repeated counts, from the sender's timing).
+  same warm-up), divided by the extra hits, so start-up cancels out. Instruction counts hardly
+  depend on what else the machine runs: use them to compare two versions of the code. Repeated
+  counts of one version moved by up to about 3 % at 1,000 hits (the sender's retries against the
+  closed Graph port depend on timing): compare versions back to back, with ``--hits 2000`` or the
+  mean of several counts.
 
 Run from the repository root::
 
