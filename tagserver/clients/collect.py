@@ -281,18 +281,8 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
     else:
         return _parse_checked(data, now)
     page_url = data.get("event_source_url")
-    if page_url is not None and (
-        type(page_url) is not str
-        or len(page_url) > MAX_URL_LENGTH
-        or not page_url.startswith(_URL_SCHEMES)
-    ):
-        return _parse_checked(data, now)
     referrer_url = data.get("referrer_url")
-    if referrer_url is not None and (
-        type(referrer_url) is not str
-        or len(referrer_url) > MAX_URL_LENGTH
-        or not referrer_url.startswith(_URL_SCHEMES)
-    ):
+    if not (_usual_url(page_url) and _usual_url(referrer_url)):
         return _parse_checked(data, now)
     custom_data = data.get("custom_data")
     if custom_data is None:
@@ -327,6 +317,14 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
         "consent": consent,
     })  # fmt: skip
     return hit
+
+
+def _usual_url(value: object) -> bool:
+    """Whether ``value`` is absent or an http(s) URL of at most :data:`MAX_URL_LENGTH`
+    characters: a URL field :func:`parse_collect_object` takes as it is."""
+    return value is None or (
+        type(value) is str and len(value) <= MAX_URL_LENGTH and value.startswith(_URL_SCHEMES)
+    )
 
 
 def _parse_checked(data: dict[str, Any], now: float) -> CollectHit:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tagserver.clients.collect import CollectHit, parse_collect_body
 from tagserver.consent import GRANTED, Consent
@@ -329,3 +332,64 @@ def test_event_ids_with_control_characters_are_refused(event_id: str) -> None:
     body = json.dumps({"event_name": "A", "event_id": event_id}).encode()
     with pytest.raises(HitRejected):
         parse_collect_body(body, now=NOW)
+
+
+def _outcome(parse: Any, data: dict[str, Any], now: float) -> Any:
+    """The hit's fields, or the errors of the refusal."""
+    try:
+        return ("hit", dict(vars(parse(data, now))))
+    except HitRejected as exc:
+        return ("rejected", exc.errors)
+
+
+_ODD = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**14), max_value=10**14),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.sampled_from(["", " ", "\u00e9v", "a\u0007b", "x" * 300, "ftp://a.b/", "https:/x"]),
+    st.dictionaries(st.text(max_size=5), st.one_of(st.text(max_size=10), st.integers(),
+                                                   st.none(), st.lists(st.text(max_size=3))),
+                    max_size=3),  # fmt: skip
+    st.lists(st.text(max_size=3), max_size=2),
+)
+_FIELDS = ["event_name", "event_id", "event_time", "event_source_url", "referrer_url",
+           "custom_data", "user_data", "consent"]  # fmt: skip
+_URLS = st.sampled_from(["https://shop.example/p?x=1", "http://a.b/", "ftp://a.b/", "",
+                         "https://" + "u" * 5000])  # fmt: skip
+#: Hits of the usual shape (some fields absent, URLs sometimes not http(s))...
+_USUAL_HIT = st.fixed_dictionaries(
+    {"event_name": st.sampled_from(["PageView", " Purchase ", "AddToCart"])},
+    optional={
+        "event_id": st.sampled_from(["e-1", "évt", "x" * 200]),
+        "event_time": st.one_of(st.integers(1_600_000_000, 1_900_100_000),
+                                st.integers(10**12, 2 * 10**12)),
+        "event_source_url": _URLS,
+        "referrer_url": _URLS,
+        "custom_data": st.sampled_from([{"value": 1.5, "currency": "EUR"}, {}]),
+        "user_data": st.sampled_from([{"em": "a@b.c"}, {"ph": ["+1 650 555 1212"], "fn": None},
+                                      {"em": {"x": 1}}, {}]),
+        "consent": st.sampled_from([{"ad_storage": "denied"}, {"analytics_storage": "granted"},
+                                    "x", {}]),
+    },
+)  # fmt: skip
+#: ... and the same with one field set to an odd value.
+_HIT = st.one_of(
+    _USUAL_HIT,
+    st.tuples(_USUAL_HIT, st.sampled_from(_FIELDS), _ODD).map(lambda t: {**t[0], t[1]: t[2]}),
+)
+
+
+@settings(max_examples=int(os.environ.get("TAGSERVER_HYPOTHESIS_EXAMPLES", "300")), deadline=None)
+@given(_HIT, st.integers(min_value=1_600_000_000, max_value=1_900_000_000))
+def test_the_usual_shape_shortcut_gives_what_every_check_gives(
+    data: dict[str, Any], now: int
+) -> None:
+    """parse_collect_object takes a hit of the usual shape without its error-building checks;
+    any object gives the same hit, or the same errors, as those checks (_parse_checked)."""
+    from tagserver.clients.collect import _parse_checked, parse_collect_object
+
+    shortcut = _outcome(lambda d, n: parse_collect_object(d, now=n), data, now + 0.5)
+    checked = _outcome(_parse_checked, data, now + 0.5)
+    assert shortcut == checked
