@@ -67,6 +67,7 @@ from tagserver.http import (
 from tagserver.identity import (
     VISITOR_ID_SALT,
     VisitorSigner,
+    cookie_text,
     identity_cookies,
     resolve_cookie_scope,
     resolve_identity,
@@ -470,7 +471,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     page_url = hit.event_source_url or _referer(headers.get(b"referer"))
     cookie = headers.get(b"cookie")
     identity = resolve_identity(
-        identity_cookies(cookie.decode("latin-1")) if cookie is not None else {},
+        identity_cookies(cookie_text(raw)) if cookie is not None else {},
         page_url=page_url,
         referrer_url=hit.referrer_url,
         scope=scope,

@@ -353,6 +353,17 @@ def parse_cookie_header(header: str) -> dict[str, list[str]]:
     return values
 
 
+def cookie_text(raw: Iterable[tuple[bytes, bytes]]) -> str:
+    """Every ``Cookie`` header of the raw ASGI header pairs ``raw``, joined with ``"; "``, as
+    latin-1 text (``""`` when there is none). One header is the usual case (RFC 6265 §5.4);
+    several come from an intermediary that split them (HTTP/2 allows cookie crumbs, RFC 9113
+    §8.2.3) and are read as one, as Starlette's ``request.cookies`` reads them."""
+    found = [value for name, value in raw if name == b"cookie"]
+    if len(found) == 1:
+        return found[0].decode("latin-1")
+    return b"; ".join(found).decode("latin-1")
+
+
 #: The cookies :func:`resolve_identity` reads.
 IDENTITY_COOKIES = frozenset({"_fbp", "_fbc", "__Host-tsid", "__Secure-tsid"})
 

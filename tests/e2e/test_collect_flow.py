@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import StartServer
 from tests.e2e.cookies import parse_set_cookie
 from tests.e2e.server import ACCESS_TOKEN, PIXEL_ID, REPO_ROOT, free_port
@@ -251,3 +253,25 @@ def test_badly_typed_custom_data_loses_the_field_never_the_event(
         "value": 10.5, "currency": "EUR", "content_ids": ["A", "7"],
         "contents": [{"id": "A", "quantity": 2, "item_price": 5.25}]}
     assert all(r.status == 200 for r in fake_graph.requests)
+
+
+def test_cookies_split_over_two_cookie_headers_are_read(
+    start_server: StartServer, fake_graph: FakeGraphAPI
+) -> None:
+    """An intermediary may pass HTTP/2 cookie crumbs on as several Cookie headers (RFC 9113
+    §8.2.3): a visitor's _fbp and signed visitor id in the second one are kept, not minted anew."""
+    server = start_server()
+    hit = {"event_name": "PageView", "event_source_url": "https://www.shop.example/"}
+    first = server.post("/e", json=hit, headers=HEADERS)
+    assert first.status_code == 200
+    given = {name: str(c["value"]) for name, c in cookies_of(first).items()}
+    visitor = next(name for name in given if name.endswith("-tsid"))
+    headers = [*HEADERS.items(), ("Host", "t.shop.example"), ("Cookie", "theme=dark"),
+               ("Cookie", f"_fbp={given['_fbp']}; {visitor}={given[visitor]}")]  # fmt: skip
+    # two Cookie headers on the wire (the server helper's request() keeps one value per name)
+    again = httpx.post(f"{server.url}/e", json=hit, headers=headers, timeout=10.0)
+    assert [v for k, v in again.request.headers.raw if k.lower() == b"cookie"][0] == b"theme=dark"
+    assert again.status_code == 200
+    kept = {name: str(c["value"]) for name, c in cookies_of(again).items()}
+    assert kept["_fbp"] == given["_fbp"]
+    assert kept[visitor] == given[visitor]

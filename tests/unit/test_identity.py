@@ -693,3 +693,13 @@ def test_visitor_signer_remembers_only_what_it_signed_or_verified() -> None:
     fresh = VisitorSigner("unit-test-signing-key-0123456789", salt=VISITOR_ID_SALT)
     assert fresh.verify_text(signed) == "a" * 32  # checked, then remembered
     assert fresh.verify_text(signed) == "a" * 32
+
+
+def test_cookie_text_joins_every_cookie_header() -> None:
+    from tagserver.identity import cookie_text
+
+    assert cookie_text([(b"host", b"x"), (b"cookie", b"a=1")]) == "a=1"
+    assert cookie_text([(b"cookie", b"a=1"), (b"accept", b"*/*"), (b"cookie", b"b=\xe9")]) == (
+        "a=1; b=\u00e9"
+    )
+    assert cookie_text([(b"accept", b"*/*")]) == ""
