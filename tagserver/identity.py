@@ -174,13 +174,9 @@ class VisitorSigner(Signer):
 
     def _signature(self, data: bytes) -> bytes:
         """:meth:`get_signature` of bytes: itsdangerous' ``base64_encode`` (URL-safe base64
-        without padding) of the HMAC with the newest key, written out in one frame."""
-        pads = self._pads.get(self._newest) or self._pads_of(self._newest)
-        inner = pads[0].copy()
-        inner.update(data)
-        outer = pads[1].copy()
-        outer.update(inner.digest())
-        return binascii.b2a_base64(outer.digest(), newline=False).translate(_URLSAFE).rstrip(b"=")
+        without padding) of the HMAC with the newest key, written out."""
+        encoded = binascii.b2a_base64(self._mac(self._newest, data), newline=False)
+        return encoded.translate(_URLSAFE).rstrip(b"=")
 
     def sign_text(self, value: str) -> str:
         """``sign(value).decode("ascii")`` for an ASCII ``value``: ``<value>.<signature>``.
@@ -188,11 +184,7 @@ class VisitorSigner(Signer):
         needs no HMAC."""
         data = value.encode("ascii")
         signed = (data + self.sep + self._signature(data)).decode("ascii")
-        if len(signed) <= _VERIFIED_TEXT:  # self._remember(signed, value), written out
-            verified = self._verified
-            if len(verified) >= _VERIFIED_SIZE:
-                verified.clear()
-            verified[signed] = value
+        self._remember(signed, value)
         return signed
 
     def verify_text(self, signed: str) -> str | None:

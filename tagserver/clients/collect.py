@@ -305,18 +305,9 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
             consent = parse_consent(raw_consent)
         except HitRejected:
             return _parse_checked(data, now)
-    hit = CollectHit.__new__(CollectHit)  # CollectHit(...) with every field, in its order
-    object.__setattr__(hit, "__dict__", {
-        "event_name": stripped,
-        "event_id": event_id,
-        "event_time": event_time,
-        "event_source_url": page_url,
-        "referrer_url": referrer_url,
-        "custom_data": custom_data,
-        "user_data": user_data,
-        "consent": consent,
-    })  # fmt: skip
-    return hit
+    return CollectHit(
+        stripped, event_id, event_time, page_url, referrer_url, custom_data, user_data, consent
+    )
 
 
 def _usual_url(value: object) -> bool:
@@ -393,18 +384,9 @@ def _parse_checked(data: dict[str, Any], now: float) -> CollectHit:
     if errors:
         raise HitRejected("invalid event", errors=errors)
     assert isinstance(name, str)
-    hit = CollectHit.__new__(CollectHit)  # CollectHit(...) with every field, in its order
-    object.__setattr__(hit, "__dict__", {
-        "event_name": name.strip(),
-        "event_id": event_id,
-        "event_time": event_time,
-        "event_source_url": page_url,
-        "referrer_url": referrer_url,
-        "custom_data": custom_data,
-        "user_data": user_data,
-        "consent": consent,
-    })
-    return hit
+    return CollectHit(
+        name.strip(), event_id, event_time, page_url, referrer_url, custom_data, user_data, consent
+    )
 
 
 def _url(value: object, key: str, bad: Callable[[str, str], None]) -> str | None:
