@@ -54,7 +54,9 @@ class Scope:
         self.matched: dict[Trigger, bool] | None = None
         self._values: dict[str, Any] | None = None  # named variables, made by the first one
         self._query: dict[str, str] | None = None
-        self._root: Scope = self
+        # None: this scope is its own root (a reference to itself would be a cycle, leaving the
+        # scope and all it holds to the garbage collector instead of reference counting)
+        self._root: Scope | None = None
 
     @classmethod
     def from_event(cls, event: Event) -> Scope:
@@ -71,7 +73,7 @@ class Scope:
         scope.matched = None
         scope._values = None
         scope._query = None
-        scope._root = scope
+        scope._root = None
         return scope
 
     @property
@@ -82,21 +84,22 @@ class Scope:
     @property
     def root(self) -> Scope:
         """The untransformed scope this one was derived from (itself when not derived)."""
-        return self._root
+        return self if self._root is None else self._root
 
     def derive(self, data: Mapping[str, Any]) -> Scope:
         """The same request context with other event data: variables that read event data are
         computed afresh, the others are shared with this scope."""
         derived = Scope(data, consent=self.consent, cookies=self.cookies, headers=self.headers,
                         ga4=self.ga4)
-        derived._root = self._root
+        derived._root = self if self._root is None else self._root
         return derived
 
     def variable(self, variable: Variable) -> Any:
         """The value of a named variable, computed once per scope (once per event when it does
         not read event data)."""
-        if not variable.uses_data and self._root is not self:
-            return self._root.variable(variable)
+        root = self._root
+        if root is not None and not variable.uses_data:
+            return root.variable(variable)
         values = self._values
         if values is None:
             values = self._values = {}

@@ -3,6 +3,7 @@ parameters (event name map, custom_data/user_data mappings, Limited Data Use).""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 from pathlib import Path
@@ -11,10 +12,11 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tagserver.container.loader import Container, ContainerTag
+from tagserver.container.runtime import run_scope
 from tagserver.container.scope import Scope
 from tagserver.container.triggers import Trigger
 from tagserver.tags import TagResult
-from tests.containers import PIXEL, compile_container, http_tag, make_scope, meta_tag, run
+from tests.containers import NOW, PIXEL, compile_container, http_tag, make_scope, meta_tag, run
 
 
 class ExplodingTag:
@@ -216,3 +218,26 @@ def test_candidates_skip_tags_whose_event_lists_cannot_match(tmp_path: Path) -> 
         container.candidates(f"custom_{i}")
     assert len(container._candidates) == MAX_CACHED_EVENT_NAMES
     assert [t.name for t in container.candidates("custom_x")] == ["all", "leads"]
+
+
+def test_running_events_leaves_no_reference_cycles(tmp_path: Path) -> None:
+    """Reference counting frees an event's scope and all it holds: a scope that referred to
+    itself (its own root) left about five objects per hit to the cyclic garbage collector,
+    about 5 µs per hit in the server."""
+    container = compile_container(tmp_path, {"tags": [meta_tag(), http_tag()]})
+    events = 40
+    gc.collect()
+    gc.disable()
+    try:
+        for i in range(events):
+            scope = make_scope({"event_id": f"evt-{i}",
+                                "custom_data": {"value": 1, "currency": "EUR"}})
+            result = run_scope(container, scope, default_country=None, now=NOW)
+            assert result.fired == ["meta", "hook"]
+            derived = scope.derive({**scope.data, "event_name": "Lead"})
+            assert derived.root is scope and scope.root is scope
+            del scope, derived, result
+        unreachable = gc.collect()
+    finally:
+        gc.enable()
+    assert unreachable < events  # 80 with the self-referring scope
