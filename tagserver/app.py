@@ -106,6 +106,9 @@ class AppState:
     api_store: ServerEventStore | None = None
     limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
     purchase_guard: PurchaseReplayGuard = field(default_factory=PurchaseReplayGuard)
+    #: The event loop serving the app, from its lifespan start to its end (``None`` outside):
+    #: handed to :func:`read_body`, as ``asyncio.get_running_loop()`` costs a system call.
+    loop: asyncio.AbstractEventLoop | None = None
 
 
 def create_app(
@@ -181,6 +184,7 @@ def create_app(
             await client.aclose()
             raise
         state.outbox = store
+        state.loop = asyncio.get_running_loop()
         channels: dict[type, Channel] = {
             MetaDestination: MetaChannel(settings.meta_graph_url),
             HttpDestination: HttpChannel(),
@@ -228,6 +232,7 @@ def create_app(
         try:
             yield
         finally:
+            state.loop = None
             gauges.cancel()
             if state.reloader is not None:
                 await state.reloader.stop()
@@ -460,6 +465,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
             request,
             limit=settings.max_body_bytes,
             content_length=headers.get(b"content-length", b"").decode("latin-1"),
+            loop=state.loop,
         )
         now = time.time()
         hit = parse_collect_body(body, now=now)

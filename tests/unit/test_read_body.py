@@ -77,3 +77,23 @@ def test_another_cancel_stays_a_cancel_and_fast_reads_are_never_timed_out() -> N
             await asyncio.sleep(0.001)
 
     asyncio.run(go())
+
+
+def test_the_given_loop_times_out_the_read_and_a_stale_one_is_noticed() -> None:
+    parts = [{"type": "http.request", "body": b"{\"event", "more_body": True}]
+    stale = asyncio.new_event_loop()  # not running this task: its current task is None
+    stale.close()
+
+    async def go(given: str) -> None:
+        loop = asyncio.get_running_loop() if given == "running" else stale
+        with pytest.raises(BodyTimeout):
+            await read_body(_request(list(parts), stall=True), limit=1000, timeout_s=0.2,
+                            loop=loop)  # fmt: skip
+        body = await read_body(
+            _request([{"type": "http.request", "body": b"{}", "more_body": False}]),
+            limit=1000, loop=loop,
+        )
+        assert body == b"{}"
+
+    asyncio.run(go("running"))
+    asyncio.run(go("stale"))
