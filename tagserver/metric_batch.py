@@ -11,7 +11,10 @@ attributes instead and fold them into their prometheus-client children:
 - when :meth:`MetricBatch.fold` is called: before every render of ``/metrics`` (the app route,
   and the metrics port's collector, :func:`fold_every_batch`) and at the application's
   shutdown;
-- at once, when an update happens with no running event loop (scripts, other threads).
+- at once, when an update happens with no running event loop (scripts, tests).
+
+A timed fold still pending when its loop closes (a loop closed without the application's
+shutdown) never runs: those counts wait for the next render or fold.
 
 So what a scrape shows may lag the hits by up to about a second where it cannot fold first:
 in multiprocess mode (``--workers N``) the scrape folds only its own process's counts, and
@@ -34,13 +37,6 @@ import threading
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
-
-
-class Folding(Protocol):
-    """Something with pending updates that :meth:`MetricBatch.fold` writes through."""
-
-    def fold(self) -> None:
-        """Write the pending updates into the prometheus-client object and forget them."""
 
 
 class Observer(Protocol):
@@ -169,7 +165,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 
 
 class _Part:
-    """A deferred metric of a batch: ``armed`` once it holds pending updates (until the fold)."""
+    """A deferred metric of a batch: ``armed`` once it holds pending updates (until the fold);
+    :meth:`fold` writes them into the prometheus-client object and forgets them."""
 
     __slots__ = ("armed", "batch")
 
