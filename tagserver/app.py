@@ -242,6 +242,7 @@ def create_app(
             if state.api_store is not None:
                 state.api_store.close()
             access_log.flush()
+            metrics.fold()
             log.info(
                 "stopped",
                 extra={"delivered": state.sender.delivered, "drops": state.drops.snapshot()},

@@ -67,10 +67,9 @@ class Front:
         self.access_log = access_log
         self.fast = dict(fast or {})
         self.routes = dict(routes or {})
-        # one histogram child per label, looked up once (labels() costs a lock and a dict per call)
+        # one deferred histogram child per label, made once (labels() costs a lock and a dict)
         self._timers = (
-            {label: metrics.request_duration.labels(label)
-             for label in {*self.routes.values(), "other"}}
+            {label: metrics.route_timer(label) for label in {*self.routes.values(), "other"}}
             if metrics is not None else {}
         )  # fmt: skip
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import re
 import sys
 import time
@@ -119,8 +120,9 @@ class AccessLog:
     ``plain_paths`` are paths known to be safe to write as they are (the configured routes, which
     settings restrict to ``[A-Za-z0-9._~/-]``). When the logger's only handler is the JSON handler
     of :func:`configure_logging`, a line for such a path is formatted here, exactly as
-    :class:`JsonFormatter` would, without building a ``LogRecord`` (a few microseconds instead of
-    tens on the hot path), and written with its neighbours in one system call at most
+    :class:`JsonFormatter` would, without building a ``LogRecord`` (about 1 µs instead of
+    tens on the hot path: its constant middle, the ``ts`` text of the current millisecond and
+    the ``ms`` texts are remembered), and written with its neighbours in one system call at most
     ``flush_after_s`` seconds later; any other line, or any other logging set-up (tests'
     ``caplog``), goes through ``logging`` with the same fields, at once.
     """
@@ -133,12 +135,22 @@ class AccessLog:
         max_lines: int = 256,
     ) -> None:
         self.log = logging.getLogger("tagserver.access")
-        self.plain_paths = plain_paths
+        self._plain_paths = plain_paths
         self.flush_after_s = flush_after_s
         self.max_lines = max_lines
         self._lines: list[str] = []
         self._handler: logging.StreamHandler[Any] | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._middles: dict[tuple[str, str, int], str] = {}
+        self._ms_texts: dict[int, str] = {}
+        # the ts text and the wall-clock times [from, until) it is the text of (_ts_window)
+        self._ts_text = ""
+        self._ts_from = self._ts_until = 0.0
+
+    @property
+    def plain_paths(self) -> frozenset[str]:
+        """The paths written without redaction (fixed: the remembered line middles follow it)."""
+        return self._plain_paths
 
     def write(self, method: str, path: str, status: int, elapsed_s: float) -> None:
         """Log one request that took ``elapsed_s`` seconds (written in milliseconds).
@@ -146,33 +158,81 @@ class AccessLog:
         Direct lines are buffered and written together (one ``write`` call) when ``max_lines``
         are waiting or ``flush_after_s`` seconds after the first, from the running event loop;
         without a running loop they are written at once. :meth:`flush` writes what waits.
+
+        A direct line is put together from three texts: ``ts`` (:func:`_ts_window`: the wall
+        clock, 3 decimals, the same text for a whole millisecond), the constant middle per
+        ``(method, path, status)`` and ``ms`` (2 decimals): the bytes ``JsonFormatter`` writes.
         """
-        if not self.log.isEnabledFor(logging.INFO):
+        log = self.log
+        if not log.isEnabledFor(logging.INFO):
             return
-        shown = loggable_path(path, status)
-        ms = round(elapsed_s * 1000, 2)
-        handler = _direct_handler(self.log)
-        if handler is not None and method in _PLAIN_METHODS and shown in self.plain_paths:
-            self._lines.append(
-                f'{{"ts": {round(time.time(), 3)!r}, "level": "info", "logger": '
-                f'"tagserver.access", "msg": "request", "method": "{method}", "path": '
-                f'"{shown}", "status": {int(status)}, "ms": {ms!r}}}{handler.terminator}'
-            )
-            self._handler = handler
-            if len(self._lines) >= self.max_lines:
-                self.flush()
-            elif self._timer is None:
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
+        handler = _direct_handler(log)
+        if handler is not None:
+            middle = self._middles.get((method, path, status))
+            if middle is None:
+                middle = self._middle(method, path, status)
+            if middle is not None:
+                now = time.time()
+                if not self._ts_from <= now < self._ts_until:
+                    self._ts_text, self._ts_from, self._ts_until = _ts_window(now)
+                # hundredths of a millisecond: the integer nearest to the exact (elapsed_s *
+                # 1000) * 100 unless z is near a half (float error here: under 1e-7)
+                z = elapsed_s * 1000 * 100
+                hundredths = int(z)
+                fraction = z - hundredths
+                if 0.4999 < fraction < 0.5001 or not 0.0 <= z < 1e8:
+                    ms_text = repr(round(elapsed_s * 1000, 2))
+                else:
+                    if fraction > 0.5:
+                        hundredths += 1
+                    ms_text = self._ms_texts.get(hundredths) or self._ms_text(hundredths)
+                lines = self._lines
+                lines.append(f'{{"ts": {self._ts_text}{middle}{ms_text}}}{handler.terminator}')
+                self._handler = handler
+                if len(lines) >= self.max_lines:
                     self.flush()
-                    return
-                self._timer = loop.call_later(self.flush_after_s, self.flush)
-            return
+                elif self._timer is None:
+                    try:
+                        loop = asyncio.get_running_loop()
+                    except RuntimeError:
+                        self.flush()
+                        return
+                    self._timer = loop.call_later(self.flush_after_s, self.flush)
+                return
         self.flush()  # keep the order of the lines
         self.log.info(
-            "request", extra={"method": method, "path": shown, "status": status, "ms": ms}
+            "request",
+            extra={
+                "method": method,
+                "path": loggable_path(path, status),
+                "status": status,
+                "ms": round(elapsed_s * 1000, 2),
+            },
         )
+
+    def _middle(self, method: str, path: str, status: int) -> str | None:
+        """The constant part of a direct line, from ``"level"`` to ``"ms": ``, for a method and
+        shown path that may be written as they are (else ``None``), remembered (at most
+        :data:`_MAX_CACHED` at a time)."""
+        shown = loggable_path(path, status)
+        if method not in _PLAIN_METHODS or shown not in self._plain_paths:
+            return None
+        if len(self._middles) >= _MAX_CACHED:  # raw GA4 paths with free prefixes vary
+            self._middles.clear()
+        middle = self._middles[(method, path, status)] = (
+            f', "level": "info", "logger": "tagserver.access", "msg": "request", '
+            f'"method": "{method}", "path": "{shown}", "status": {int(status)}, "ms": '
+        )
+        return middle
+
+    def _ms_text(self, hundredths: int) -> str:
+        """``repr(round(elapsed_s * 1000, 2))`` for an ``elapsed_s`` whose milliseconds round to
+        ``hundredths`` / 100: that rounding gives the double nearest to ``hundredths / 100``,
+        which is what the division gives. Remembered (at most :data:`_MAX_CACHED` values)."""
+        if len(self._ms_texts) >= _MAX_CACHED:
+            self._ms_texts.clear()
+        text = self._ms_texts[hundredths] = repr(hundredths / 100)
+        return text
 
     def flush(self) -> None:
         """Write the buffered lines now (the application's shutdown calls it)."""
@@ -208,3 +268,33 @@ def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None
 
 
 _DIRECT_MARK = "_tagserver_json"
+
+#: Entries kept at most in each of :class:`AccessLog`'s remembered texts (then emptied).
+_MAX_CACHED = 4096
+
+
+def _ts_window(now: float) -> tuple[str, float, float]:
+    """``repr(round(now, 3))`` and the times ``[from, until)`` whose text it is too.
+
+    ``round(now, 3)`` is the double nearest to ``k / 1000``, ``k`` the integer nearest to the
+    exact value of ``now * 1000`` (CPython rounds the exact binary value). The times strictly
+    between the half-way points ``(2k - 1) / 2000`` and ``(2k + 1) / 2000`` have that same
+    ``k``; the window's ends are the doubles just inside them, found exactly with integer
+    arithmetic (a half-way point that is a double itself, rounded to even, is left out). Times
+    outside ``(0, 1e12)`` get an empty window (computed every time)."""
+    text = repr(round(now, 3))
+    if not 0.0 < now < 1e12:
+        return text, 0.0, 0.0
+    k = round(float(text) * 1000)  # the double nearest k / 1000, times 1000: k within 0.01
+    return text, _double_above(2 * k - 1, strictly=True), _double_above(2 * k + 1, strictly=False)
+
+
+def _double_above(odd: int, *, strictly: bool) -> float:
+    """The smallest double above ``odd / 2000``, or at it when ``strictly`` is false."""
+    guess = odd / 2000  # the double nearest to it: at most one double away from the answer
+    numerator, denominator = guess.as_integer_ratio()
+    below = numerator * 2000 < odd * denominator
+    at = numerator * 2000 == odd * denominator
+    if below or (at and strictly):
+        guess = math.nextafter(guess, math.inf)
+    return guess

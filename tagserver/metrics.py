@@ -10,11 +10,18 @@ numbers to that folder and both endpoints show the sum over the workers.
 
 Labels stay bounded: destinations are labels like ``meta:<pixel id>``, reasons come from closed
 lists or are ``http_<status>``/``network``, routes are the configured paths or ``other``.
+
+The per-hit updates (hits by outcome, events, tags fired, request durations) are deferred
+(:mod:`tagserver.metric_batch`): plain increments folded into prometheus-client about once a
+second, before every render of ``/metrics`` (both endpoints) and at shutdown. A scrape may
+therefore lag the hits by up to about a second where it cannot fold first: another worker's
+pending counts in multiprocess mode.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -26,8 +33,12 @@ from prometheus_client import (
     multiprocess,
 )
 
+from tagserver.metric_batch import MetricBatch, Observer, fold_every_batch
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+#: Upper bounds (seconds) of ``tagserver_request_duration_seconds``'s buckets (``+Inf`` added).
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 def multiprocess_mode() -> bool:
@@ -37,10 +48,17 @@ def multiprocess_mode() -> bool:
 
 class Metrics:
     """Every metric of one tagserver app, registered in ``registry`` (a fresh one by default, so
-    several apps can live in one process, as in tests)."""
+    several apps can live in one process, as in tests).
+
+    The per-hit updates go through :attr:`batch` (deferred, see the module docstring):
+    :attr:`hit_outcome`, :attr:`event_count`, :meth:`tag_fired` and :meth:`route_timer`'s
+    observers; :meth:`render` folds them first and the application's shutdown calls
+    :meth:`fold`.
+    """
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.batch = MetricBatch()
         r = self.registry
         self.hits = Counter(
             "tagserver_hits", "Hits on the collect endpoint, by outcome "
@@ -97,22 +115,32 @@ class Metrics:
             "tagserver_request_duration_seconds",
             "Time to answer an HTTP request, by route",
             ["route"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+            buckets=DURATION_BUCKETS,
             registry=r,
         )
 
-        #: children looked up once: ``labels()`` takes a lock and builds a key on every call
-        self.hit_outcome = {o: self.hits.labels(o) for o in ("accepted", "rejected", "unavailable")}
-        self._tags_fired: dict[str, Any] = {}
+        #: deferred children, looked up once (``labels()`` takes a lock and builds a key)
+        self.hit_outcome = {
+            o: self.batch.counter(self.hits.labels(o))
+            for o in ("accepted", "rejected", "unavailable")
+        }
+        #: ``tagserver_events``, deferred
+        self.event_count = self.batch.counter(self.events)
+        self._tags_fired = self.batch.counters(self.tags_fired)
 
     def tag_fired(self, tag: str) -> None:
-        """Count one firing of the tag named ``tag`` (children cached per tag name)."""
-        child = self._tags_fired.get(tag)
-        if child is None:
-            if len(self._tags_fired) > 10_000:  # names come from containers; reloads may rename
-                self._tags_fired.clear()
-            child = self._tags_fired[tag] = self.tags_fired.labels(tag)
-        child.inc()
+        """Count one firing of the tag named ``tag`` (deferred; the child is looked up when the
+        count is folded)."""
+        self._tags_fired.inc(tag)
+
+    def route_timer(self, route: str) -> Observer:
+        """A deferred observer of ``tagserver_request_duration_seconds{route=route}`` (make one
+        per route, once)."""
+        return self.batch.histogram(self.request_duration.labels(route), DURATION_BUCKETS)
+
+    def fold(self) -> None:
+        """Write the deferred updates through to prometheus-client now (shutdown calls it)."""
+        self.batch.fold()
 
     def count_drop(self, destination: str, reason: str, n: int) -> None:
         """The :class:`~tagserver.delivery.drops.DropCounter` listener."""
@@ -120,7 +148,8 @@ class Metrics:
 
     def render(self) -> bytes:
         """The exposition text: this app's registry, or the sum over every process's files in
-        multiprocess mode."""
+        multiprocess mode. Folds this app's deferred updates first."""
+        self.fold()
         if multiprocess_mode():
             return render_multiprocess()
         return generate_latest(self.registry)
@@ -133,12 +162,26 @@ def render_multiprocess() -> bytes:
     return generate_latest(registry)
 
 
+class _FoldFirst:
+    """Collects nothing; registered first, it folds this process's deferred updates
+    (:func:`~tagserver.metric_batch.fold_every_batch`) before the other collectors read."""
+
+    def collect(self) -> Iterable[Any]:
+        fold_every_batch()
+        return []
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+
 def serve_metrics_port(host: str, port: int) -> Any:
     """Serve the multiprocess metrics on ``host:port`` from a daemon thread of this process; the
-    returned server has ``shutdown()``."""
+    returned server has ``shutdown()``. Each render folds the deferred updates of the apps of
+    this process first (one worker); other workers' updates lag by up to about a second."""
     from prometheus_client import start_http_server
 
     registry = CollectorRegistry()
+    registry.register(_FoldFirst())
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
     server, _thread = start_http_server(port, addr=host, registry=registry)
     return server

@@ -285,7 +285,7 @@ async def submit_results(state: AppState, results: Sequence[ContainerResult]) ->
         raise
     metrics = state.metrics
     for result in results:
-        metrics.events.inc()
+        metrics.event_count.inc()
         for tag_name in result.fired:
             metrics.tag_fired(tag_name)
 

@@ -5,15 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
+import random
+import time
 from collections.abc import Iterator
+from fractions import Fraction
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from tagserver.logs import (
     _DIRECT_MARK,
     AccessLog,
     JsonFormatter,
     _direct_handler,
+    _ts_window,
     configure_logging,
 )
 
@@ -128,3 +135,69 @@ def test_lines_written_from_the_loop_are_batched_and_keep_their_order(
     assert asyncio.run(scenario()) == [0, 3, 4, 6]
     statuses = [json.loads(x)["status"] for x in stream.getvalue().splitlines()]
     assert statuses == [200, 201, 202, 203, 204, 431]
+
+
+def _old_line(method: str, shown: str, status: int, elapsed_s: float, now: float) -> str:
+    """The direct line as it was first written: one f-string, ``repr`` of the rounded floats."""
+    ms = round(elapsed_s * 1000, 2)
+    return (
+        f'{{"ts": {round(now, 3)!r}, "level": "info", "logger": '
+        f'"tagserver.access", "msg": "request", "method": "{method}", "path": '
+        f'"{shown}", "status": {int(status)}, "ms": {ms!r}}}\n'
+    )
+
+
+def _near_half_way(rng: random.Random) -> float:
+    """A wall-clock time near a half-way point ``(2k + 1) / 2000`` (a few doubles off)."""
+    t = (2 * rng.randrange(1_500_000_000_000, 2_000_000_000_000) + 1) / 2000
+    for _ in range(rng.randrange(-3, 4)):
+        t = math.nextafter(t, math.inf)
+    return t
+
+
+def test_direct_lines_are_the_bytes_of_the_first_formula(
+    stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The remembered texts (ts per millisecond, the middle per request kind, ms) give the
+    bytes the single f-string gave, also for times next to a millisecond's half-way point."""
+    _ours_only()
+    rng = random.Random(7)
+    times = sorted(
+        [_near_half_way(rng) for _ in range(2000)]
+        + [1_764_412_345.0 + rng.random() / 100 for _ in range(2000)]
+        + [0.0625, 1_764_412_345.0005, 1_764_412_345.0015]
+    )
+    times += times[::-1]  # the clock may also go back
+    log = AccessLog(frozenset({"/e", "/{prefix}/g/collect"}), max_lines=10_000)
+    expected = []
+    requests = [("POST", "/e", "/e"), ("OPTIONS", "/e", "/e"),
+                ("POST", "/shop/g/collect", "/{prefix}/g/collect")]  # fmt: skip
+    for i, now in enumerate(times):
+        method, path, shown = requests[i % 3]
+        status = (200, 204, 400)[i % 3]
+        elapsed_s = rng.choice([rng.random() / 100, rng.randrange(0, 10_000) / 200_000, 0.0])
+        for _ in range(rng.choice([0, 0, rng.randrange(-3, 4)])):  # next to a half hundredth
+            elapsed_s = math.nextafter(elapsed_s, math.inf)
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        log.write(method, path, status, elapsed_s)
+        expected.append(_old_line(method, shown, status, elapsed_s, now))
+    log.flush()
+    assert stream.getvalue() == "".join(expected)
+
+
+@given(st.floats(min_value=1e-3, max_value=9.9e11))
+@example(1.4375)  # (2 * 1437 + 1) / 2000, a double: rounded to even
+@settings(max_examples=500)
+def test_a_ts_window_holds_only_times_of_its_text(now: float) -> None:
+    text, start, until = _ts_window(now)
+    assert text == repr(round(now, 3))
+    exact = Fraction(now) * 2000
+    if exact.denominator == 1 and exact.numerator % 2:  # a half-way point: left out
+        assert not start <= now < until
+    else:
+        assert start <= now < until
+    assert until - start > 0.001 - 2 * math.ulp(now)
+    for t in (start, math.nextafter(start, math.inf), math.nextafter(until, -math.inf),
+              start + (until - start) * 0.37):  # fmt: skip
+        if start <= t < until:
+            assert repr(round(t, 3)) == text, t
