@@ -22,6 +22,7 @@ Durability across a crash of Redis itself is Redis's own configuration (``append
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from typing import Any, TypeVar, cast
@@ -41,6 +42,8 @@ from tagserver.delivery.outbox import (
 )
 from tagserver.delivery.outbox_sqlite import consumer_name
 from tagserver.exceptions import OutboxError
+
+log = logging.getLogger("tagserver.delivery")
 
 _T = TypeVar("_T")
 GROUP = "senders"
@@ -207,9 +210,17 @@ class RedisOutbox:
         return self._redis
 
     async def _do(self, what: str, call: Awaitable[_T]) -> _T:
+        """Await ``call``; a Redis error becomes an :class:`OutboxError` naming ``what``.
+
+        A ``NOGROUP`` error means the stream or its consumer group is gone (a Redis restarted
+        without persistence, a ``FLUSHALL``): the group is made again before the error is raised,
+        so that the next call (a browser's retry after the 503) works instead of every call
+        failing until tagserver restarts. What the lost stream held is gone with it."""
         try:
             return await call
         except RedisError as exc:
+            if isinstance(exc, ResponseError) and str(exc).startswith("NOGROUP"):
+                await self._make_group_again()
             raise OutboxError(
                 f"outbox {describe_outbox(self.url)}: {what} failed: {type(exc).__name__}: {exc}"
             ) from exc
@@ -251,6 +262,32 @@ class RedisOutbox:
         except OutboxError:
             await self.close()
             raise
+
+    async def _make_group_again(self) -> None:
+        """Create the stream, its consumer group and this consumer again, as :meth:`open` did;
+        a failure is logged, not raised (the caller raises the original error)."""
+        client = self._redis
+        if client is None:
+            return
+        try:
+            try:
+                await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+            await client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+        except RedisError as exc:
+            log.error(
+                "outbox consumer group could not be made again",
+                extra={"outbox": describe_outbox(self.url), "error": type(exc).__name__},
+            )
+            return
+        self._cursor = "0-0"
+        log.warning(
+            "outbox stream or consumer group was gone (Redis emptied?): made again; entries it "
+            "held before are lost",
+            extra={"outbox": describe_outbox(self.url)},
+        )
 
     async def close(self) -> None:
         client, self._redis = self._redis, None
