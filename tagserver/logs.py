@@ -88,11 +88,12 @@ _GA4_ROUTES = ("/g/collect", "/_/set_cookie", "/_/service_worker/")
 def loggable_path(path: str, status: int) -> str:
     """The request path as the access log may show it: a path no route matched (404) could be
     anything the client typed (an e-mail, a name), so it is not shown; the free prefix of a GA4
-    route is shown as ``/{prefix}``."""
+    route is shown as ``/{prefix}``. The route is the path's last occurrence of it: a free
+    prefix may hold the route's text too (``/g/collect/<anything>/g/collect``)."""
     if status == 404:
         return "(not found)"
     for route in _GA4_ROUTES:
-        at = path.find(route)
+        at = path.rfind(route)
         if at > 0:
             return "/{prefix}" + (route if route.endswith("/") else path[at:])[:100]
         if at == 0 and route.endswith("/"):

@@ -22,6 +22,7 @@ from tagserver.logs import (
     _direct_handler,
     _ts_window,
     configure_logging,
+    loggable_path,
 )
 
 
@@ -201,3 +202,20 @@ def test_a_ts_window_holds_only_times_of_its_text(now: float) -> None:
               start + (until - start) * 0.37):  # fmt: skip
         if start <= t < until:
             assert repr(round(t, 3)) == text, t
+
+
+@pytest.mark.parametrize(
+    ("path", "shown"),
+    [
+        ("/g/collect", "/g/collect"),
+        ("/g/collect/", "/g/collect/"),
+        ("/shop/g/collect", "/{prefix}/g/collect"),
+        # a free prefix that holds the route's own text is still a prefix (it was shown whole)
+        ("/g/collect/07700900123/g/collect", "/{prefix}/g/collect"),
+        ("/g/collect/Jane.Doe/g/collect/", "/{prefix}/g/collect/"),
+        ("/_/set_cookie/4111111111111111/_/set_cookie", "/{prefix}/_/set_cookie"),
+        ("/_/service_worker/x/_/service_worker/secret", "/{prefix}/_/service_worker/"),
+    ],
+)
+def test_a_ga4_route_s_free_prefix_is_never_shown(path: str, shown: str) -> None:
+    assert loggable_path(path, 200) == shown
