@@ -23,9 +23,13 @@ _ORIGIN_RE = re.compile(r"https?://([a-z0-9.-]{1,253}|\[[0-9a-f:.]{2,45}\])(:[0-
 
 def error_response(exc: HitRejected, *, headers: dict[str, str] | None = None) -> JSONResponse:
     """DESIGN.md's error shape: ``{"ok": false, "error", "errors": [...], "status"}``, no-store;
-    ``Retry-After`` (seconds) when the error has a ``retry_after`` (429, 503)."""
+    ``Retry-After`` (seconds) when the error has a ``retry_after`` (429, 503); ``Connection:
+    close`` when the body was left unread (408, 413: the server closes the connection, RFC 9110
+    §15.5.9 and §15.5.14, instead of keeping a stalled client's connection open)."""
     retry_after = getattr(exc, "retry_after", None)
     extra = {"retry-after": str(retry_after)} if retry_after is not None else {}
+    if exc.status in (408, 413):
+        extra["connection"] = "close"
     errors = [{k: _printable(v) for k, v in e.items()} for e in exc.errors]
     return JSONResponse(
         {"ok": False, "error": _printable(exc.error), "errors": errors, "status": exc.status},

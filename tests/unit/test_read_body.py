@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from starlette.requests import ClientDisconnect, Request
 
-from tagserver.exceptions import BodyTimeout, PayloadTooLarge
-from tagserver.http import read_body
+from tagserver.exceptions import BodyTimeout, HitRejected, PayloadTooLarge
+from tagserver.http import error_response, read_body
 
 
 def _request(messages: list[dict[str, Any]], *, stall: bool = False) -> Request:
@@ -97,3 +97,19 @@ def test_the_given_loop_times_out_the_read_and_a_stale_one_is_noticed() -> None:
 
     asyncio.run(go("running"))
     asyncio.run(go("stale"))
+
+
+@pytest.mark.parametrize(
+    ("error", "closes"),
+    [(BodyTimeout("request body too slow", errors=[]), True),
+     (PayloadTooLarge("body too large", errors=[]), True),
+     (HitRejected("bad", errors=[]), False)],
+)  # fmt: skip
+def test_an_answer_that_leaves_the_body_unread_closes_the_connection(
+    error: HitRejected, closes: bool
+) -> None:
+    """408 and 413 come before the whole body was read: ``Connection: close`` makes uvicorn close
+    the connection after the answer (a stalled client's connection stayed open)."""
+    headers = error_response(error).headers
+    assert (headers.get("connection") == "close") is closes
+    assert headers["cache-control"] == "no-store"
