@@ -242,14 +242,7 @@ class RedisOutbox:
         client = self._client()
 
         async def create() -> None:
-            try:
-                await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            # this process is a consumer from the start, not from the first entry it reads (a
-            # process that stores only entries it reads itself may read no other)
-            await client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+            await self._create_group(client)
             # forget consumers of past runs that hold nothing and have been idle for an hour
             for info in await client.xinfo_consumers(self.stream, GROUP):
                 name = _text(info.get("name"))
@@ -270,12 +263,7 @@ class RedisOutbox:
         if client is None:
             return
         try:
-            try:
-                await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
-            await client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
+            await self._create_group(client)
         except RedisError as exc:
             log.error(
                 "outbox consumer group could not be made again",
@@ -288,6 +276,18 @@ class RedisOutbox:
             "held before are lost",
             extra={"outbox": describe_outbox(self.url)},
         )
+
+    async def _create_group(self, client: Any) -> None:
+        """The stream (made when missing), its consumer group (kept when it exists) and this
+        process as a consumer of it. Raises ``RedisError``."""
+        try:
+            await client.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # this process is a consumer from the start, not from the first entry it reads (a
+        # process that stores only entries it reads itself may read no other)
+        await client.xgroup_createconsumer(self.stream, GROUP, self.consumer)
 
     async def close(self) -> None:
         client, self._redis = self._redis, None
