@@ -12,6 +12,8 @@ Per request, in this order (``/healthy`` skips the limits, so a busy server stil
 1. ``431`` when the request headers are over ``max_header_bytes`` (names and values together),
    ``414`` when the query string is over ``max_query_bytes``, ``503`` while ``max_concurrency``
    requests are already in flight (REFERENCE §5), each in DESIGN.md's JSON error shape;
+   on the collect route counted in ``tagserver_hits_total`` (431/414 ``rejected``, 503
+   ``unavailable``), like the handler's own answers;
 2. the request itself;
 3. ``tagserver_request_duration_seconds`` by route, and one ``tagserver.access`` line
    (:class:`tagserver.logs.AccessLog`), also when the request raised; a client that went away
@@ -72,6 +74,8 @@ class Front:
             {label: metrics.route_timer(label) for label in {*self.routes.values(), "other"}}
             if metrics is not None else {}
         )  # fmt: skip
+        #: the hot route is the collect endpoint: its refusals are hits by outcome too
+        self._outcomes = metrics.hit_outcome if metrics is not None else None
 
     @property
     def in_flight(self) -> int:
@@ -127,6 +131,8 @@ class Front:
         its body was read is :data:`CLIENT_GONE`, nothing raised."""
         refused = self.limits.refuse(scope)
         if refused is not None:
+            if self._outcomes is not None:  # 431/414 are rejected hits, 503 (busy) unavailable
+                self._outcomes["rejected" if refused.status < 500 else "unavailable"].inc()
             await error_response(refused)(scope, receive, send)
             return refused.status
         self.limits.in_flight += 1

@@ -61,8 +61,9 @@ class Metrics:
         self.batch = MetricBatch()
         r = self.registry
         self.hits = Counter(
-            "tagserver_hits", "Hits on the collect endpoint, by outcome "
-            "(accepted, rejected: a 4xx answer, unavailable: the outbox could not store it)",
+            "tagserver_hits", "Hits on the collect endpoint, by outcome (accepted, rejected: a "
+            "4xx answer, unavailable: a 503, the outbox could not store it or too many requests "
+            "were in flight)",
             ["outcome"], registry=r,
         )  # fmt: skip
         self.events = Counter("tagserver_events", "Events made from accepted hits", registry=r)

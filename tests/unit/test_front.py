@@ -144,3 +144,24 @@ def test_the_hot_route_stays_in_flight_until_its_answer_is_sent() -> None:
     assert _get(front, "POST", "/e").content == b"fast"
     assert during_send == [1]
     assert front.in_flight == 0
+
+
+def test_refusals_on_the_hot_route_are_counted_as_hits() -> None:
+    """The front's own refusals of a collect hit are hits by outcome too: 431/414 rejected (a 4xx
+    answer), 503 over max_concurrency unavailable; so the outcomes add up to every hit."""
+
+    async def fast(scope: Scope, receive: Receive) -> Response:
+        return Response(b"fast")
+
+    metrics = Metrics()
+    front = _front(fast, Recorder(), metrics)
+    assert _get(front, "POST", "/e?" + "q" * 2000).status_code == 414
+    front.limits.in_flight = LIMITS["max_concurrency"]  # as if that many were being answered
+    assert _get(front, "POST", "/e").status_code == 503
+    front.limits.in_flight = 0
+    assert _get(front, "POST", "/e").status_code == 200  # counted by the handler, not here
+    assert _get(front, "GET", "/other?" + "q" * 2000).status_code == 414  # not a collect hit
+    text = metrics.render().decode()
+    assert 'tagserver_hits_total{outcome="rejected"} 1.0' in text
+    assert 'tagserver_hits_total{outcome="unavailable"} 1.0' in text
+    assert 'tagserver_hits_total{outcome="accepted"} 0.0' in text
