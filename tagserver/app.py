@@ -445,7 +445,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
     host = found.decode("latin-1") if found is not None else None
     found = headers.get(b"origin")
     origin = found.decode("latin-1") if found is not None else None
-    cors = False  # whether answers carry cors_headers(origin): an allowed origin
+    allowed_origin: str | None = None  # once allowed: error answers carry its CORS headers
     try:
         if origin is not None:
             if not origin_allowed(origin, host=host, allowed=settings.allowed_origins):
@@ -453,7 +453,7 @@ async def handle_collect(request: Request, state: AppState) -> Response:
                     "origin not allowed",
                     errors=[{"field": "origin", "message": "add it to TAGSERVER_ALLOWED_ORIGINS"}],
                 )
-            cors = True
+            allowed_origin = origin
         if request.method == "OPTIONS":
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
@@ -472,7 +472,8 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         hit = parse_collect_body(body, now=now)
     except HitRejected as exc:
         state.metrics.hit_outcome["rejected"].inc()
-        return error_response(exc, headers=cors_headers(origin) if cors and origin is not None else {})
+        cors = cors_headers(allowed_origin) if allowed_origin is not None else {}
+        return error_response(exc, headers=cors)
 
     scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(headers.get(b"referer"))
@@ -508,7 +509,8 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         await submit_results(state, [result])  # durable before the answer
     except OutboxError:
         state.metrics.hit_outcome["unavailable"].inc()
-        return outbox_unavailable(headers=cors_headers(origin) if cors and origin is not None else {})
+        cors = cors_headers(allowed_origin) if allowed_origin is not None else {}
+        return outbox_unavailable(headers=cors)
     state.metrics.hit_outcome["accepted"].inc()
     response = JSONReply(
         {"event_id": event.event_id, "commands": result.commands}, answer_headers(origin)
