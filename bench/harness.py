@@ -4,6 +4,7 @@ hand-written alternative, in one run. From the repository root::
     .venv/bin/python bench/harness.py                       # 3 alternating rounds of 10 s
     .venv/bin/python bench/harness.py --rounds 1 --duration 2 --json out.json   # the CI smoke run
     .venv/bin/python bench/harness.py --long                # plus peak RSS through 1,000,000 hits
+    .venv/bin/python bench/harness.py --floor               # plus the floor (targets.py floor)
 
 Every server is a real process on 127.0.0.1 with one uvicorn worker; ``wrk`` loads it with
 ``hits.lua`` (the Python generator ``pyload.py`` stands in when wrk is missing). Per round, in
@@ -17,6 +18,9 @@ ceiling and to the alternative. For tagserver also: p99 when paced at half its o
 rate, CAPI requests per 1,000 events, events delivered (received by the fake after a SIGTERM
 drain) vs accepted (200 answers), peak RSS (``VmHWM``), and cold start (process start to the
 first 200 on ``/healthy``). ``--long`` adds a run of 1,000,000 hits sampling ``VmRSS``.
+``--floor`` adds ``targets.py floor`` after the ceiling: the per-hit work no implementation of
+tagserver's contract can skip, written flat (a measuring stick for what tagserver's checks,
+container and durable outbox cost, not a target).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ sys.path.insert(0, str(BENCH))
 from pyload import run_load  # noqa: E402
 
 HOST = "127.0.0.1"
-TARGETS = ("ceiling", "alternative", "tagserver")
+TARGETS = ("ceiling", "floor", "alternative", "tagserver")
 
 
 def free_port() -> int:
@@ -133,6 +137,9 @@ def load(port: int, args: argparse.Namespace, duration_s: float,
         result = dict(run_load(HOST, port, connections=args.connections, duration_s=duration_s,
                                delay_ms=delay_ms or 0.0))
         result["tool"] = "python"
+    if not result["requests"]:
+        raise RuntimeError(f"port {port}: no request was answered in {duration_s:g} s "
+                           "(see the server log)")
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     answered = result["ok"] + result["other"]
     if result["other"] > answered // 100:
@@ -273,12 +280,13 @@ def median(rows: list[dict[str, Any]], key: str) -> float:
 
 def summarise(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for target in TARGETS:
+    measured = [target for target in TARGETS if target in rounds[0]]
+    for target in measured:
         rows = [r[target] for r in rounds]
         summary[target] = {"rps": median(rows, "rps"), "p50_ms": median(rows, "p50_us") / 1000,
                            "p99_ms": median(rows, "p99_us") / 1000,
                            "cpu_us": median(rows, "cpu_us_per_request")}
-    for target in TARGETS:
+    for target in measured:
         s = summary[target]
         s["vs_ceiling"] = s["rps"] / summary["ceiling"]["rps"]
         s["vs_alternative"] = s["rps"] / summary["alternative"]["rps"]
@@ -301,7 +309,7 @@ def table(summary: dict[str, Any]) -> str:
     lines = ["| target | requests/s | p50 ms | p99 ms | ÷ ceiling | ÷ alternative "
              "| server CPU µs/request |",
              "|---|---|---|---|---|---|---|"]
-    for target in TARGETS:
+    for target in (target for target in TARGETS if target in summary):
         s = summary[target]
         lines.append(f"| {target} | {s['rps']:,.0f} | {s['p50_ms']:.1f} | {s['p99_ms']:.1f} | "
                      f"{s['vs_ceiling']:.2f} | {s['vs_alternative']:.1f} | {s['cpu_us']:.0f} |")
@@ -337,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.08, help="fake Graph API, seconds")
     parser.add_argument("--no-paced", action="store_true", help="skip the half-rate run")
     parser.add_argument("--long", action="store_true", help="add the 1,000,000-hit RSS run")
+    parser.add_argument("--floor", action="store_true",
+                        help="add targets.py floor (the contract's bare per-hit work)")
     parser.add_argument("--long-hits", type=int, default=1_000_000)
     parser.add_argument("--python-load", action="store_true", help="use pyload.py, not wrk")
     parser.add_argument("--json", type=Path, help="write every figure here")
@@ -361,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                 for n in range(args.rounds):
                     row: dict[str, dict[str, Any]] = {}
                     for target in TARGETS:
+                        if target == "floor" and not args.floor:
+                            continue
                         if target == "tagserver":
                             row[target] = run_tagserver(args, graph_port, tmp, log,
                                                         paced=not args.no_paced)

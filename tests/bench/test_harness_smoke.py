@@ -24,13 +24,14 @@ def test_harness_smoke_run(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [sys.executable, str(REPO / "bench" / "harness.py"), "--rounds", "1", "--duration", "2",
-         "--warmup", "1", "--connections", "16", "--pin", "--json", str(out)],
+         "--warmup", "1", "--connections", "16", "--pin", "--floor", "--json", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "| tagserver |" in done.stdout
+    assert "| floor |" in done.stdout
     summary = json.loads(out.read_text())["summary"]
-    for target in ("ceiling", "alternative", "tagserver"):
+    for target in ("ceiling", "floor", "alternative", "tagserver"):
         assert summary[target]["rps"] > 0
         assert summary[target]["p99_ms"] >= summary[target]["p50_ms"] > 0
         assert summary[target]["cpu_us"] > 0
