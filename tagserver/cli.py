@@ -278,8 +278,17 @@ def _process_metrics(host: str, port: int | None, workers: int) -> Callable[[], 
 
 
 def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, drain_timeout_s: float) -> None:
-    uvicorn.run(
-        "tagserver.app:app_from_environment",
+    """Serve with uvicorn until a signal stops it. A worker that fails to start (its lifespan
+    raised, for one) ends the process with exit status 3, uvicorn's ``STARTUP_FAILURE``, with one
+    worker or several.
+
+    Raises :class:`SystemExit` (3) on a failed start. ``uvicorn.run`` does so for one worker;
+    with ``--workers N`` its supervisor stops when a worker fails to start but returns normally,
+    so the supervisor is run here and its workers' exit codes are read."""
+    from uvicorn.config import STARTUP_FAILURE
+    from uvicorn.supervisors import Multiprocess
+
+    options: dict[str, Any] = dict(
         factory=True,
         host=args.host,
         port=args.port,
@@ -292,6 +301,17 @@ def _run_uvicorn(uvicorn: Any, args: argparse.Namespace, drain_timeout_s: float)
         ssl_keyfile=str(args.ssl_keyfile) if args.ssl_keyfile else None,
         ssl_certfile=str(args.ssl_certfile) if args.ssl_certfile else None,
     )
+    if args.workers <= 1:
+        uvicorn.run("tagserver.app:app_from_environment", **options)
+        return
+    config = uvicorn.Config("tagserver.app:app_from_environment", **options)
+    supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+    try:
+        supervisor.run()
+    except KeyboardInterrupt:
+        pass
+    if any(worker.exitcode == STARTUP_FAILURE for worker in supervisor.processes):
+        raise SystemExit(STARTUP_FAILURE)
 
 
 def _snippet(args: argparse.Namespace) -> int:
