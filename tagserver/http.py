@@ -50,22 +50,25 @@ class JSONReply(JSONResponse):
     already encoded (:func:`answer_headers`). Set-Cookie headers may be appended to
     ``raw_headers`` afterwards."""
 
+    background = None  # never a background task (Response.__call__ reads it)
+
     def __init__(
         self, content: object, headers: dict[str, str] | RawHeaders, status_code: int = 200
     ) -> None:
         self.status_code = status_code
-        self.background = None
-        self.body = dumps(content, _stdlib_compact)
+        body = self.body = dumps(content, _stdlib_compact)
+        length = (b"content-length", b"%d" % len(body))
         if isinstance(headers, tuple):
-            self.raw_headers = list(headers)
+            self.raw_headers = [*headers, length, _JSON_TYPE]
         else:
             self.raw_headers = [
                 (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
             ]
-        self.raw_headers += (
-            (b"content-length", str(len(self.body)).encode("ascii")),
-            (b"content-type", b"application/json"),
-        )
+            self.raw_headers += (length, _JSON_TYPE)
+
+
+#: :class:`JSONReply`'s ``Content-Type`` header.
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 #: ``json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":"))``, built once.
