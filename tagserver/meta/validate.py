@@ -78,7 +78,7 @@ def clean_custom_fields(
     calls it once per event)."""
     if not raw:
         return {}, []
-    data = _copy(raw)
+    data = _copy(raw, _REPLACED_KEYS)
     dropped: list[tuple[str, str]] = []
     for key in ("value", "predicted_ltv"):
         if key in data:
@@ -144,17 +144,28 @@ def clean_custom_fields(
 _MAX_COPY_DEPTH = 32
 
 
+#: The keys whose value :func:`clean_custom_fields` always replaces by a new or immutable value,
+#: or drops (the numbers, ``currency``, ``content_ids``, ``num_items``, the string keys): their
+#: values in the input need no copy. ``contents`` keeps other keys of its items: it is copied.
+_REPLACED_KEYS = frozenset({"value", "predicted_ltv", "currency", "content_ids", "num_items",
+                            *STRING_KEYS})  # fmt: skip
+
+
 class _TooDeep(Exception):
     pass
 
 
-def _copy(raw: Mapping[str, Any]) -> dict[str, Any]:
+def _copy(raw: Mapping[str, Any], replaced: frozenset[str] = frozenset()) -> dict[str, Any]:
     """``copy.deepcopy(dict(raw))`` made fast for JSON values: dicts and lists are copied, strings,
-    numbers, booleans and ``None`` (immutable) are shared, anything else is deep-copied."""
+    numbers, booleans and ``None`` (immutable) are shared, anything else is deep-copied. The
+    values of the keys in ``replaced`` (which the caller replaces) are taken as they are."""
     copied: dict[str, Any] = {}
     try:
         for key, value in raw.items():  # loops, not comprehensions: no frame per dict or list
-            copied[key] = value if type(value) in _SHARED else _copy_value(value, 1)
+            if type(value) in _SHARED or key in replaced:
+                copied[key] = value
+            else:
+                copied[key] = _copy_value(value, 1)
     except _TooDeep:
         return copy.deepcopy(dict(raw))
     return copied
