@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
+from starlette.types import Receive
 
 from tagserver.exceptions import BodyTimeout, HitRejected, PayloadTooLarge, UnsupportedMediaType
 from tagserver.json_codec import dumps
@@ -49,22 +50,25 @@ class JSONReply(JSONResponse):
     already encoded (:func:`answer_headers`). Set-Cookie headers may be appended to
     ``raw_headers`` afterwards."""
 
+    background = None  # never a background task (Response.__call__ reads it)
+
     def __init__(
         self, content: object, headers: dict[str, str] | RawHeaders, status_code: int = 200
     ) -> None:
         self.status_code = status_code
-        self.background = None
-        self.body = dumps(content, _stdlib_compact)
+        body = self.body = dumps(content, _stdlib_compact)
+        length = (b"content-length", b"%d" % len(body))
         if isinstance(headers, tuple):
-            self.raw_headers = list(headers)
+            self.raw_headers = [*headers, length, _JSON_TYPE]
         else:
             self.raw_headers = [
                 (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
             ]
-        self.raw_headers += (
-            (b"content-length", str(len(self.body)).encode("ascii")),
-            (b"content-type", b"application/json"),
-        )
+            self.raw_headers += (length, _JSON_TYPE)
+
+
+#: :class:`JSONReply`'s ``Content-Type`` header.
+_JSON_TYPE = (b"content-type", b"application/json")
 
 
 #: ``json.dumps(..., ensure_ascii=False, allow_nan=False, separators=(",", ":"))``, built once.
@@ -139,30 +143,36 @@ BODY_TIMEOUT_S = 10.0
 
 class _BodyWatch:
     """Times out body reads without a timer per request (``asyncio.timeout`` costs about 6 µs a
-    hit under uvloop): reads register their task and start time, and one sweeper task per event
-    loop, waking every ``timeout / 4`` seconds, cancels the reads past their deadline."""
+    hit under uvloop): reads register their task and deadline in :attr:`reading`, and one
+    sweeper task per event loop, waking every ``timeout / 4`` seconds, cancels the reads past
+    their deadline. :attr:`loop` is the loop the sweeper runs on while it runs (``None`` once it
+    ended), so that a read checks for a sweeper with one comparison."""
 
     def __init__(self) -> None:
         self.reading: dict[asyncio.Task[Any], float] = {}  # task -> deadline (loop time)
         self.expired: set[asyncio.Task[Any]] = set()
         self.sweeper: asyncio.Task[None] | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
 
-    def watch(self, task: asyncio.Task[Any], loop: asyncio.AbstractEventLoop, timeout: float) -> None:
-        self.reading[task] = loop.time() + timeout
-        sweeper = self.sweeper
-        if sweeper is None or sweeper.done() or sweeper.get_loop() is not loop:
-            self.sweeper = loop.create_task(self._sweep(loop, max(0.01, timeout / 4)))
+    def start(self, loop: asyncio.AbstractEventLoop, timeout: float) -> None:
+        """Start a sweeper on ``loop`` (the reads' loop when :attr:`loop` is another or none)."""
+        self.sweeper = loop.create_task(self._sweep(loop, max(0.01, timeout / 4)))
+        self.loop = loop
 
     async def _sweep(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
-        while self.reading:
-            await asyncio.sleep(every)
-            now = loop.time()
-            for task, deadline in list(self.reading.items()):
-                if task.get_loop() is not loop:
-                    continue
-                if deadline <= now and task not in self.expired:
-                    self.expired.add(task)
-                    task.cancel()
+        try:
+            while self.reading:
+                await asyncio.sleep(every)
+                now = loop.time()
+                for task, deadline in list(self.reading.items()):
+                    if task.get_loop() is not loop:
+                        continue
+                    if deadline <= now and task not in self.expired:
+                        self.expired.add(task)
+                        task.cancel()
+        finally:  # ended, cancelled or closed: the next read starts another one
+            if self.sweeper is asyncio.current_task(loop):
+                self.sweeper = self.loop = None
 
 
 _WATCH = _BodyWatch()
@@ -195,28 +205,28 @@ async def read_body(
     )
     if declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
-    chunks: list[bytes] = []
-    size = 0
     task = asyncio.current_task(loop) if loop is not None else None
     if loop is None or task is None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None, "read_body runs in a task"
-    _WATCH.watch(task, loop, timeout_s)
+    receive = request.receive
+    watch = _WATCH
+    if watch.loop is not loop:
+        watch.start(loop, timeout_s)  # it first runs once this task waits: after the next line
+    watch.reading[task] = loop.time() + timeout_s
     try:
-        while True:
-            message = await request.receive()
-            if message["type"] == "http.disconnect":
-                raise ClientDisconnect()
-            chunk: bytes = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(limit)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        body: bytes = message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit)
+        if message.get("more_body", False):
+            body = await _read_parts(receive, body, limit=limit)  # rare: sent in several parts
+        return body
     except asyncio.CancelledError:
-        if task not in _WATCH.expired:
+        if task not in watch.expired:
             raise  # somebody else's cancel
         task.uncancel()
         raise BodyTimeout(
@@ -224,8 +234,27 @@ async def read_body(
             errors=[{"field": "body", "message": f"send the whole body within {timeout_s:g} s"}],
         ) from None
     finally:
-        _WATCH.reading.pop(task, None)
-        _WATCH.expired.discard(task)
+        del watch.reading[task]  # only this read removes its task
+        if watch.expired:
+            watch.expired.discard(task)
+
+
+async def _read_parts(receive: Receive, first: bytes, *, limit: int) -> bytes:
+    """:func:`read_body`'s rest of a body sent in several ASGI messages, joined after ``first``
+    (its first message's bytes). Raises as :func:`read_body`."""
+    chunks = [first]
+    size = len(first)
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnect()
+        chunk: bytes = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:

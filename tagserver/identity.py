@@ -124,6 +124,8 @@ class VisitorSigner(Signer):
         #: ``sign_text(value)`` → ``value``, for the signed values given or verified lately
         #: (:data:`_VERIFIED_SIZE` at most, then forgotten all at once)
         self._verified: dict[str, str] = {}
+        #: ``_pads_of(self._newest)``, once :meth:`sign_text` has needed it
+        self._newest_pads: tuple[_Hash, _Hash] | None = None
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         """The derived key of ``secret_key`` (default: the newest key), computed once."""
@@ -181,10 +183,25 @@ class VisitorSigner(Signer):
     def sign_text(self, value: str) -> str:
         """``sign(value).decode("ascii")`` for an ASCII ``value``: ``<value>.<signature>``.
         The result is remembered, so that :meth:`verify_text` of it (the visitor's next hit)
-        needs no HMAC."""
+        needs no HMAC.
+
+        :meth:`_signature` and :meth:`_remember` written out (every new visitor's id is
+        signed here), with the newest key's HMAC states kept in an attribute."""
         data = value.encode("ascii")
-        signed = (data + self.sep + self._signature(data)).decode("ascii")
-        self._remember(signed, value)
+        pads = self._newest_pads
+        if pads is None:
+            pads = self._newest_pads = self._pads_of(self._newest)
+        inner = pads[0].copy()
+        inner.update(data)
+        outer = pads[1].copy()
+        outer.update(inner.digest())
+        encoded = binascii.b2a_base64(outer.digest(), newline=False)
+        signed = (data + self.sep + encoded.translate(_URLSAFE).rstrip(b"=")).decode("ascii")
+        if len(signed) <= _VERIFIED_TEXT:
+            verified = self._verified
+            if len(verified) >= _VERIFIED_SIZE:
+                verified.clear()
+            verified[signed] = value
         return signed
 
     def verify_text(self, signed: str) -> str | None:
@@ -308,12 +325,21 @@ os.register_at_fork(after_in_child=_RANDOM_HEX.clear)
 def random_hex32() -> str:
     """``os.urandom(16).hex()``: 32 lower-case hex digits, 128 random bits (from a buffer of
     ``os.urandom`` output, :data:`_RANDOM_HEX`)."""
+    try:
+        return _RANDOM_HEX.popleft()
+    except IndexError:
+        return _refill_random_hex()
+
+
+def _refill_random_hex() -> str:
+    """:func:`random_hex32` when :data:`_RANDOM_HEX` is empty: fill it and take one."""
     for _ in range(3):  # another thread may empty a fresh buffer at once: try again, then ask
+        text = os.urandom(_RANDOM_BYTES).hex()
+        _RANDOM_HEX.extend([text[i : i + 32] for i in range(0, len(text), 32)])
         try:
             return _RANDOM_HEX.popleft()
         except IndexError:
-            text = os.urandom(_RANDOM_BYTES).hex()
-            _RANDOM_HEX.extend([text[i : i + 32] for i in range(0, len(text), 32)])
+            continue
     return os.urandom(16).hex()
 
 
@@ -350,10 +376,20 @@ def cookie_text(raw: Iterable[tuple[bytes, bytes]]) -> str:
     latin-1 text (``""`` when there is none). One header is the usual case (RFC 6265 §5.4);
     several come from an intermediary that split them (HTTP/2 allows cookie crumbs, RFC 9113
     §8.2.3) and are read as one, as Starlette's ``request.cookies`` reads them."""
-    found = [value for name, value in raw if name == b"cookie"]
-    if len(found) == 1:
-        return found[0].decode("latin-1")
-    return b"; ".join(found).decode("latin-1")
+    # a loop, not a list comprehension: no list (nor comprehension call) for the usual one
+    first: bytes | None = None
+    more: list[bytes] | None = None
+    for name, value in raw:
+        if name == b"cookie":
+            if first is None:
+                first = value
+            elif more is None:
+                more = [first, value]
+            else:
+                more.append(value)
+    if more is not None:
+        return b"; ".join(more).decode("latin-1")
+    return "" if first is None else first.decode("latin-1")
 
 
 #: The cookies :func:`resolve_identity` reads.
@@ -379,17 +415,6 @@ def identity_cookies(header: str) -> dict[str, list[str]]:
                     else:
                         found.append(value.strip().strip('"'))
     return values
-
-
-def _first_valid(values: str | Sequence[str] | None, pattern: re.Pattern[str]) -> str | None:
-    if values is None:
-        return None
-    if isinstance(values, str):
-        return values if pattern.match(values) else None
-    for value in values:
-        if pattern.match(value):
-            return value
-    return None
 
 
 def resolve_identity(
@@ -423,12 +448,22 @@ def resolve_identity(
 
     if ad_storage:
         index = scope.subdomain_index if scope is not None else 1
+        # the first value that matches FBP_RE (then FBC_RE), in the loop of this function (a
+        # call fewer per hit)
         found = cookies.get("_fbp")
-        fbp = None if found is None else _first_valid(found, FBP_RE)
+        if found is not None:
+            for value in (found,) if isinstance(found, str) else found:
+                if FBP_RE.match(value):
+                    fbp = value
+                    break
         if fbp is None and scope is not None:
             fbp = new_fbp(subdomain_index=index, now_ms=now_ms)
         found = cookies.get("_fbc")
-        fbc = None if found is None else _first_valid(found, FBC_RE)
+        if found is not None:
+            for value in (found,) if isinstance(found, str) else found:
+                if FBC_RE.match(value):
+                    fbc = value
+                    break
         # fbclid_from_url(page_url) or fbclid_from_url(referrer_url), called only for a URL
         # that names one (most do not)
         fbclid = fbclid_from_url(page_url) if page_url and "fbclid=" in page_url else None
@@ -445,7 +480,13 @@ def resolve_identity(
     visitor_id: str | None = None
     if analytics_storage and scope is not None:
         name = "__Host-tsid" if domain is None else "__Secure-tsid"  # visitor_cookie_name
-        visitor_id, signed = _visitor_id(signer, cookies.get(name))
+        raw_ids = cookies.get(name)
+        if raw_ids is None and type(signer) is VisitorSigner:
+            # a new visitor: _visitor_id(signer, None), written out
+            visitor_id = random_hex32()  # 32 hex digits, as _VISITOR_ID_RE wants
+            signed = signer.sign_text(visitor_id)
+        else:
+            visitor_id, signed = _visitor_id(signer, raw_ids)
         out.append(_new_tuple(CookieSpec, (name, signed, max_age, domain, True)))
     return _new_tuple(Identity, (fbp, fbc, visitor_id, tuple(out)))
 

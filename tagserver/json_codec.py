@@ -89,7 +89,7 @@ def loads_fast(data: bytes | bytearray, *, max_depth: int = SAFE_DEPTH) -> Any:
     the text holds 19 digits in a row, orjson refuses it, or it nests deeper than ``max_depth``
     levels (the outermost value is level 1)."""
     guarded = data.translate(_GUARD)
-    if _LONG_DIGITS in guarded:
+    if guarded.partition(_LONG_DIGITS)[1]:  # found (see dumps: cheaper than ``in``)
         return MISS
     try:
         value = orjson.loads(data)
@@ -132,7 +132,14 @@ def dumps(value: Any, fallback: Callable[[Any], bytes]) -> bytes:
         out = orjson.dumps(value, option=_OPTIONS)
     except orjson.JSONEncodeError:
         return fallback(value)
-    if _NULL(out) is not None or _POSITIONAL(out) is not None or _short_exponent(out):
+    # out.partition(text)[1] is b"" when text is not found: the cheapest substring test here
+    # (``text in out`` first tries ``text`` as an integer and formats a TypeError; ``find``
+    # builds and parses an argument tuple); under half the instructions of a regex search
+    if (
+        out.partition(b"null")[1]
+        or out.partition(b"0.0000")[1]  # orjson's 0.00001 (decimal exponent -5): repr's 1e-05
+        or (out.partition(b"e-")[1] and _short_exponent(out))
+    ):
         return fallback(value)
     return out
 
@@ -146,13 +153,10 @@ def detached(data: bytes) -> bytes:
     values: 7.98 KB each, 0.91 KB each once copied). An outbox payload stays in memory until its
     destination acknowledges it (up to the sender's ``max_held`` entries while the destination
     is down), so it is copied here, about 0.15 µs for 1 KB. ``sys.getsizeof`` does not show the
-    difference; ``tracemalloc`` does."""
-    return bytes(memoryview(data))
+    difference; ``tracemalloc`` does. (``memoryview(data).tobytes()``: a quarter fewer
+    instructions than ``bytes(memoryview(data))``; ``bytes(data)`` would be ``data`` itself.)"""
+    return memoryview(data).tobytes()
 
-# Literal searches by ``re`` (it finds a literal prefix faster than ``bytes.__contains__``).
-_NULL = re.compile(b"null").search
-#: orjson's ``0.00001`` (decimal exponent -5), which ``repr`` writes ``1e-05``.
-_POSITIONAL = re.compile(rb"0\.0000").search
 _EXPONENT = re.compile(rb"e-[0-9](?![0-9])").search
 
 

@@ -53,19 +53,19 @@ class CollectHit:
         user_data: dict[str, Any] | None = None,
         consent: Consent = GRANTED,
     ) -> None:
-        """The dataclass's ``__init__``, written out as one ``__dict__`` update (a frozen
-        dataclass's sets each field with ``object.__setattr__``); ``None`` mappings become new
+        """The dataclass's ``__init__``, written out as stores into the instance dict, in field
+        order (a frozen dataclass's sets each field with ``object.__setattr__``; a
+        ``__dict__.update`` with keywords builds a second dict); ``None`` mappings become new
         empty dicts."""
-        self.__dict__.update(
-            event_name=event_name,
-            event_id=event_id,
-            event_time=event_time,
-            event_source_url=event_source_url,
-            referrer_url=referrer_url,
-            custom_data={} if custom_data is None else custom_data,
-            user_data={} if user_data is None else user_data,
-            consent=consent,
-        )
+        fields = self.__dict__
+        fields["event_name"] = event_name
+        fields["event_id"] = event_id
+        fields["event_time"] = event_time
+        fields["event_source_url"] = event_source_url
+        fields["referrer_url"] = referrer_url
+        fields["custom_data"] = {} if custom_data is None else custom_data
+        fields["user_data"] = {} if user_data is None else user_data
+        fields["consent"] = consent
 
 
 #: Deepest nesting accepted in a body (the body object itself is level 1).
@@ -280,9 +280,20 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
             event_time = int(now)
     else:
         return _parse_checked(data, now)
+    # each URL absent or an http(s) URL of at most MAX_URL_LENGTH characters
     page_url = data.get("event_source_url")
+    if page_url is not None and (
+        type(page_url) is not str
+        or len(page_url) > MAX_URL_LENGTH
+        or not page_url.startswith(_URL_SCHEMES)
+    ):
+        return _parse_checked(data, now)
     referrer_url = data.get("referrer_url")
-    if not (_usual_url(page_url) and _usual_url(referrer_url)):
+    if referrer_url is not None and (
+        type(referrer_url) is not str
+        or len(referrer_url) > MAX_URL_LENGTH
+        or not referrer_url.startswith(_URL_SCHEMES)
+    ):
         return _parse_checked(data, now)
     custom_data = data.get("custom_data")
     if custom_data is None:
@@ -307,14 +318,6 @@ def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> C
             return _parse_checked(data, now)
     return CollectHit(
         stripped, event_id, event_time, page_url, referrer_url, custom_data, user_data, consent
-    )
-
-
-def _usual_url(value: object) -> bool:
-    """Whether ``value`` is absent or an http(s) URL of at most :data:`MAX_URL_LENGTH`
-    characters: a URL field :func:`parse_collect_object` takes as it is."""
-    return value is None or (
-        type(value) is str and len(value) <= MAX_URL_LENGTH and value.startswith(_URL_SCHEMES)
     )
 
 
@@ -450,8 +453,10 @@ def event_from_hit(
         "fbp": fbp,
         "fbc": fbc,
         "visitor_id": visitor_id,
-        "cookies": cookies or {},
-        "headers": headers or {},
+        # None → {} (not ``cookies or {}``: the truth of the request's lazy mappings is a
+        # Python call each; an empty one is an empty mapping either way)
+        "cookies": {} if cookies is None else cookies,
+        "headers": {} if headers is None else headers,
         "ga4": None,
         "action_source": action_source,
         "purchase_token": None,

@@ -183,11 +183,17 @@ class ContextHeaders(_RawHeaderMapping):
         }
 
     def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        if self._dict is not None or not isinstance(key, str) or not key.isascii():
-            return self._items().get(key, default)
-        wanted = key.encode("ascii")
-        if wanted == b"cookie":
-            return default
+        if self._dict is not None:
+            return self._dict.get(key, default)
+        wanted = _HEADER_NAMES.get(key)  # key.encode("ascii"), for a name read before
+        if wanted is None:
+            if not isinstance(key, str) or not key.isascii():
+                return self._items().get(key, default)
+            if key == "cookie":
+                return default
+            wanted = key.encode("ascii")
+            if len(_HEADER_NAMES) < 64:
+                _HEADER_NAMES[key] = wanted
         found: bytes | None = None
         for name, value in self._raw:
             if name == wanted:
@@ -202,6 +208,11 @@ class ContextHeaders(_RawHeaderMapping):
             if name != b"cookie":
                 return True
         return False
+
+
+#: ``name.encode("ascii")`` of the header names :meth:`ContextHeaders.get` was asked for (the
+#: code's and the container's: a handful; 64 at most), ``"cookie"`` never among them.
+_HEADER_NAMES: dict[str, bytes] = {}
 
 
 class ContextCookies(_RawHeaderMapping):
@@ -349,16 +360,21 @@ def apply_privacy(state: AppState, event: Event, *, now: float) -> Event:
     """
     settings = state.settings
     changes: dict[str, object] = {}
-    gpc = event.headers.get("sec-gpc", "").strip() == "1"
+    # the header is read only when the setting acts on it (not under the default "ldu", where
+    # the Meta tag reads it itself)
+    gpc_mode = settings.gpc
+    gpc = (gpc_mode == "suppress" or gpc_mode == "off") and (
+        event.headers.get("sec-gpc", "").strip() == "1"
+    )
     reason: str | None = None
     if settings.block_bots and event.user_agent and is_bot(event.user_agent):
         reason = "bot"
-    elif gpc and settings.gpc == "suppress":
+    elif gpc and gpc_mode == "suppress":
         reason = "gpc"
     if reason is not None and event.consent.ad_storage:
         changes["consent"] = dataclasses.replace(event.consent, **AD_CONSENT_OFF)
         state.drops.count("ad destinations", reason, f"event_id={event.event_id}")
-    if gpc and settings.gpc == "off":
+    if gpc and gpc_mode == "off":
         changes["headers"] = {k: v for k, v in event.headers.items() if k != "sec-gpc"}
     if meta_event_name(event.event_name) == "Purchase":
         token = event.custom_data.get("purchase_token")

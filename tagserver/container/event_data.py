@@ -111,7 +111,21 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
         data[PURCHASE_TOKEN_KEY] = event.purchase_token
     if not custom:  # no alias to fill
         return data
-    return add_aliases(data)
+    # add_aliases(data), written out for this data: none of the aliases is there yet and
+    # custom_data is a dict
+    found = custom.get("value")
+    if found is not None:
+        data["value"] = found
+    found = custom.get("currency")
+    if found is not None:
+        data["currency"] = found
+    found = custom.get("order_id")
+    if found is not None:
+        data["transaction_id"] = found
+    contents = custom.get("contents")
+    if isinstance(contents, list):
+        data["items"] = [_item(entry) for entry in contents]
+    return data
 
 
 def _ga4_event_data(event: Event, hit_data: Mapping[str, Any]) -> dict[str, Any]:

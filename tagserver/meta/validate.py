@@ -78,65 +78,104 @@ def clean_custom_fields(
     calls it once per event)."""
     if not raw:
         return {}, []
-    data = _copy(raw)
+    try:
+        return _clean_fields(raw, value_locale, True)
+    except _TooDeep:  # deeper than the plain copy goes: copy.deepcopy's copy, cleaned
+        return _clean_fields(copy.deepcopy(dict(raw)), value_locale, False)
+
+
+#: How :func:`_clean_fields` checks each typed key (any other is copied as it is).
+_NUMBER_FIELD, _CURRENCY_FIELD, _IDS_FIELD, _CONTENTS_FIELD, _COUNT_FIELD, _STRING_FIELD = range(6)
+_FIELD_KINDS: dict[str, int] = {
+    "value": _NUMBER_FIELD,
+    "predicted_ltv": _NUMBER_FIELD,
+    "currency": _CURRENCY_FIELD,
+    "content_ids": _IDS_FIELD,
+    "contents": _CONTENTS_FIELD,
+    "num_items": _COUNT_FIELD,
+    **dict.fromkeys(STRING_KEYS, _STRING_FIELD),
+}
+#: The order in which dropped fields are reported: the order of the checks (as they were made one
+#: key after the other, before the checks became one pass over the data).
+_DROP_ORDER: dict[str, int] = {
+    key: rank
+    for rank, key in enumerate(
+        ("value", "predicted_ltv", "currency", "content_ids", "contents", "num_items", *STRING_KEYS)
+    )
+}
+
+
+def _clean_fields(
+    raw: Mapping[str, Any], value_locale: str | None, copy_values: bool
+) -> tuple[dict[str, Any], list[tuple[str, str]]]:
+    """:func:`clean_custom_fields` in one pass over ``raw``, each key where ``raw`` has it: the
+    typed keys checked (their values are always replaced by new or immutable ones, or dropped:
+    never copied), the others copied by :func:`_copy_value` (``copy_values``) or taken as they
+    are (``raw`` is a copy already). Raises :class:`_TooDeep` from the copy."""
+    data: dict[str, Any] = {}
     dropped: list[tuple[str, str]] = []
-    for key in ("value", "predicted_ltv"):
-        if key in data:
-            number = parse_value(data[key], locale=value_locale)
+    for key, value in raw.items():
+        kind = _FIELD_KINDS.get(key)
+        if kind is None:
+            if copy_values and type(value) not in _SHARED:
+                value = _copy_value(value, 1)
+            data[key] = value
+        elif kind == _STRING_FIELD:
+            if type(value) is str:
+                data[key] = value  # kept as sent
+            else:
+                text = _text(value)
+                if text is None:
+                    dropped.append((key, "expected a string"))
+                else:
+                    data[key] = text
+        elif kind == _NUMBER_FIELD:
+            number = parse_value(value, locale=value_locale)
             if number is None:
-                del data[key]
                 dropped.append((key, "not a number (use a dot decimal, or set the tag's locale)"))
             else:
-                data[key] = (
-                    int(number) if number.is_integer() and isinstance(raw[key], int) else number
-                )
-    if "currency" in data:
-        currency = normalize_currency(data["currency"])
-        if currency is None:
-            del data["currency"]
-            dropped.append(("currency", "not an ISO 4217 currency code"))
-        else:
-            data["currency"] = currency
-    if "content_ids" in data:
-        ids = data["content_ids"]
-        if not isinstance(ids, list):
-            ids = [ids]
-        # the usual ids (non-blank strings) are kept as they are; otherwise each one is checked
-        kept = [item for item in ids if type(item) is str and item.strip()]
-        if len(kept) < len(ids):
-            kept = [i for i in (_id_text(item) for item in ids) if i is not None]
-        if len(kept) < len(ids):
-            dropped.append(("content_ids", f"{len(ids) - len(kept)} item(s) not a string id"))
-        if kept:
-            data["content_ids"] = kept
-        else:
-            del data["content_ids"]
-    if "contents" in data:
-        contents, problems = _clean_contents(data["contents"])
-        dropped.extend(("contents", problem) for problem in problems)
-        if contents:
-            data["contents"] = contents
-        else:
-            del data["contents"]
-    if "num_items" in data:
-        num = count_of(data["num_items"])
-        if num is None:
-            del data["num_items"]
-            dropped.append(("num_items", f"expected an integer from 0 to {MAX_QUANTITY}"))
-        else:
-            data["num_items"] = num
-    for key in STRING_KEYS:
-        if key in data:
-            text = data[key]
-            if type(text) is str:
-                continue  # kept as sent
-            text = _text(text)
-            if text is None:
-                del data[key]
-                dropped.append((key, "expected a string"))
+                data[key] = int(number) if number.is_integer() and isinstance(value, int) else number
+        elif kind == _CURRENCY_FIELD:
+            currency = normalize_currency(value)
+            if currency is None:
+                dropped.append(("currency", "not an ISO 4217 currency code"))
             else:
-                data[key] = text
+                data[key] = currency
+        elif kind == _IDS_FIELD:
+            ids = value if isinstance(value, list) else [value]
+            # the usual ids (non-blank strings) are kept as they are; otherwise each is checked
+            kept = []
+            for item in ids:
+                if type(item) is str and item.strip():
+                    kept.append(item)
+            if len(kept) < len(ids):
+                kept = [i for i in (_id_text(item) for item in ids) if i is not None]
+                if len(kept) < len(ids):
+                    dropped.append(
+                        ("content_ids", f"{len(ids) - len(kept)} item(s) not a string id")
+                    )
+            if kept:
+                data[key] = kept
+        elif kind == _CONTENTS_FIELD:
+            if copy_values and type(value) not in _SHARED:
+                value = _copy_value(value, 1)
+            contents, problems = _clean_contents(value)
+            dropped.extend(("contents", problem) for problem in problems)
+            if contents:
+                data[key] = contents
+        else:  # _COUNT_FIELD
+            num = count_of(value)
+            if num is None:
+                dropped.append(("num_items", f"expected an integer from 0 to {MAX_QUANTITY}"))
+            else:
+                data[key] = num
+    if len(dropped) > 1:
+        dropped.sort(key=_drop_rank)  # stable: the items of contents keep their order
     return data, dropped
+
+
+def _drop_rank(entry: tuple[str, str]) -> int:
+    return _DROP_ORDER[entry[0]]
 
 
 #: Nesting past which :func:`_copy` hands the whole value to ``copy.deepcopy`` (which also

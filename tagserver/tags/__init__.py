@@ -38,9 +38,12 @@ class Outbound:
     payload: Mapping[str, Any]
 
     def __init__(self, destination: Any, payload: Mapping[str, Any]) -> None:
-        """The frozen dataclass's ``__init__`` written as one ``__dict__`` update (one or more
-        per hit): the generated one sets each field with ``object.__setattr__``."""
-        self.__dict__.update(destination=destination, payload=payload)
+        """The frozen dataclass's ``__init__`` written as two stores into the instance dict (one
+        or more per hit): the generated one sets each field with ``object.__setattr__``, and a
+        ``__dict__.update`` with keywords builds a second dict."""
+        fields = self.__dict__
+        fields["destination"] = destination
+        fields["payload"] = payload
 
 
 @dataclass(init=False)

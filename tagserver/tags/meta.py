@@ -17,7 +17,6 @@ the image pixel in the browser).
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 import json
 import re
@@ -29,7 +28,7 @@ from urllib.parse import urlencode
 from tagserver.container.event_data import PURCHASE_TOKEN_KEY
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
-from tagserver.meta.events import STANDARD_EVENTS, meta_event_name
+from tagserver.meta.events import GA4_TO_META, STANDARD_EVENTS, meta_event_name
 from tagserver.meta.from_ga4 import USER_DATA_KEYS, ga4_custom_data, ga4_user_data
 from tagserver.meta.normalize import hash_user_data
 from tagserver.meta.validate import (
@@ -60,8 +59,7 @@ _ACTION_SOURCES: dict[str, ActionSource] = {
 }
 #: Integers below this (2**53) in magnitude are exact as floats: ``int(float(n)) == n``.
 _EXACT_INT = 2**53
-#: The event data keys :func:`common_custom_data` reads: without any of them it gives ``{}``.
-_COMMON_CUSTOM_KEYS = frozenset({"value", "currency", "transaction_id", "items"})
+_MINUS_EXACT_INT = -_EXACT_INT  # a constant: ``-_EXACT_INT`` in a test is computed each time
 
 
 @dataclass(frozen=True)
@@ -179,18 +177,21 @@ class MetaTag:
             user_agent_mode=raw.get("user_agent", "full"),
         )
 
-    @functools.cached_property
-    def destination(self) -> MetaDestination:
-        """The batch key of this tag's CAPI events (made once: the tag is immutable)."""
-        return MetaDestination(
-            self.pixel_id, self.api_version, self.access_token, self.test_event_code
-        )
+    #: The batch key of this tag's CAPI events, and whether the name sent is the incoming one
+    #: mapped by :func:`meta_event_name` (no ``event_name`` template, no ``event_name_map``):
+    #: made once by ``__post_init__`` (the tag is immutable). Plain instance attributes, not
+    #: ``functools.cached_property``: the build reads both on every event, and a read through
+    #: the class's descriptor cost about 1,400 instructions each.
+    destination: MetaDestination = field(init=False, repr=False, compare=False)
+    _names_as_sent: bool = field(init=False, repr=False, compare=False)
 
-    @functools.cached_property
-    def _names_as_sent(self) -> bool:
-        """No ``event_name`` template and no ``event_name_map``: the name sent is the incoming
-        one mapped by :func:`meta_event_name` (made once: the tag is immutable)."""
-        return self.event_name is None and not self.event_name_map
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "destination", MetaDestination(
+            self.pixel_id, self.api_version, self.access_token, self.test_event_code
+        ))  # fmt: skip
+        object.__setattr__(
+            self, "_names_as_sent", self.event_name is None and not self.event_name_map
+        )
 
     def meta_name(self, scope: Scope) -> str:
         """The event name sent on both sides (see the class docstring)."""
@@ -215,7 +216,7 @@ class MetaTag:
         if self._names_as_sent:
             incoming = data.get("event_name")
             incoming = incoming if type(incoming) is str else (as_text(incoming) or "")
-            name = meta_event_name(incoming)
+            name = GA4_TO_META.get(incoming, incoming)  # meta_event_name(incoming)
         else:
             name = self.meta_name(scope)
         event_id = data.get("event_id")
@@ -230,8 +231,15 @@ class MetaTag:
                 drops.append(("invalid_purchase_token", f"purchase token: {verdict or 'missing'}"))
                 return TagResult(drops=drops)
         raw_custom = data.get("custom_data")
-        if type(raw_custom) is dict and not self.custom_data and _COMMON_CUSTOM_KEYS.isdisjoint(
-            data
+        if (
+            type(raw_custom) is dict
+            and not self.custom_data
+            # none of the keys common_custom_data reads (four lookups; a set's isdisjoint would
+            # walk every key of the event data)
+            and "value" not in data
+            and "currency" not in data
+            and "transaction_id" not in data
+            and "items" not in data
         ):
             custom_data: Mapping[str, Any] = raw_custom  # what _custom_data gives, directly
         else:
@@ -245,7 +253,10 @@ class MetaTag:
         else:
             cleaned = {}
         ldu = self.limited_data_use
-        if ldu is not None and not ldu.applies(scope):
+        # ldu.applies(scope), written out
+        if ldu is not None and ldu.mode != "always" and (
+            scope.headers.get("sec-gpc", "").strip() != "1"
+        ):
             ldu = None
         if ldu is None and self.browser_mode == "fbq":  # browser_commands, the usual case
             method = "trackSingle" if name in STANDARD_EVENTS else "trackSingleCustom"
@@ -261,7 +272,7 @@ class MetaTag:
             drops.append(("invalid_event", f"action_source {source!r} is not Meta's"))
             return result
         raw_time = data.get("event_time")
-        if type(raw_time) is int and -_EXACT_INT < raw_time < _EXACT_INT:
+        if type(raw_time) is int and _MINUS_EXACT_INT < raw_time < _EXACT_INT:
             event_time = raw_time  # int(as_number(raw_time)), exactly
         else:
             time_number = as_number(raw_time)
@@ -275,8 +286,8 @@ class MetaTag:
                     else MAX_EVENT_AGE_S) // 86400
             drops.append((too_old, f"event_time {event_time} is over {days} days old"))
             return result
-        if name == "Purchase":
-            problem = check_purchase(name, cleaned)
+        if name == "Purchase" and ("value" not in cleaned or "currency" not in cleaned):
+            problem = check_purchase(name, cleaned)  # what is missing
             if problem is not None:
                 drops.append(("missing_purchase_data", problem))
                 return result
@@ -306,9 +317,7 @@ class MetaTag:
             capi["data_processing_options"] = ["LDU"]
             capi["data_processing_options_country"] = ldu.country
             capi["data_processing_options_state"] = ldu.state
-        capi["user_data"] = self._capi_user_data(
-            scope, user_agent=user_agent, default_country=default_country
-        )
+        capi["user_data"] = self._capi_user_data(scope, user_agent, default_country)
         if cleaned:
             capi["custom_data"] = cleaned  # a copy already, used by nothing else
         result.outbound.append(Outbound(self.destination, capi))
@@ -321,8 +330,7 @@ class MetaTag:
         data = scope.data
         raw = data.get("custom_data")
         if type(raw) is dict or isinstance(raw, Mapping):
-            base = common_custom_data(data)
-            custom: Mapping[str, Any] = {**base, **raw} if base else raw
+            custom: Mapping[str, Any] = _topped_up(data, raw)
         else:
             custom = ga4_custom_data(data)
         if not self.custom_data:
@@ -335,10 +343,10 @@ class MetaTag:
         return merged
 
     def _capi_user_data(
-        self, scope: Scope, *, user_agent: str | None, default_country: str | None
+        self, scope: Scope, user_agent: str | None, default_country: str | None
     ) -> CapiUserData:
         """IP, user agent, ``fbp``/``fbc`` (never hashed) and the hashed customer information,
-        left out when ``ad_user_data`` is denied."""
+        left out when ``ad_user_data`` is denied. (Positional: called once per event.)"""
         data = scope.data
         user: CapiUserData = {}
         # each value as _text gives it (absent keys skip the call); only a truthy one is sent
@@ -431,16 +439,55 @@ def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
             base[target] = data[source]
     items = data.get("items")
     if isinstance(items, list):
-        contents = []
-        for item in items:
-            if isinstance(item, Mapping) and item.get("item_id") is not None:
-                entry: dict[str, Any] = {"id": item["item_id"]}
-                for key, meta_key in (("quantity", "quantity"), ("price", "item_price")):
-                    if item.get(key) is not None:
-                        entry[meta_key] = item[key]
-                contents.append(entry)
+        contents = _contents(items)
         if contents:
             base["contents"] = contents
+    return base
+
+
+def _contents(items: list[Any]) -> list[dict[str, Any]]:
+    """Meta ``contents`` from GA4 ``items`` (see :func:`common_custom_data`)."""
+    contents = []
+    for item in items:
+        if isinstance(item, Mapping) and item.get("item_id") is not None:
+            entry: dict[str, Any] = {"id": item["item_id"]}
+            for key, meta_key in (("quantity", "quantity"), ("price", "item_price")):
+                if item.get(key) is not None:
+                    entry[meta_key] = item[key]
+            contents.append(entry)
+    return contents
+
+
+def _topped_up(data: Mapping[str, Any], raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``{**common_custom_data(data), **raw}``, or ``raw`` itself when the common keys give
+    nothing: the event's ``custom_data`` topped up from ``value``, ``currency``,
+    ``transaction_id`` and ``items``.
+
+    Written out for the Meta build (one per event, and on ``POST /e`` hits these keys are
+    aliases of ``raw``'s own): each key looked up once, and ``contents`` is not made from
+    ``items`` when ``raw`` has its own, which replaces it (only where the key stands counts).
+    """
+    base: dict[str, Any] = {}
+    found = data.get("value")
+    if found is not None:
+        base["value"] = found
+    found = data.get("currency")
+    if found is not None:
+        base["currency"] = found
+    found = data.get("transaction_id")
+    if found is not None:
+        base["order_id"] = found
+    items = data.get("items")
+    if isinstance(items, list):
+        if "contents" not in raw:
+            contents = _contents(items)
+            if contents:
+                base["contents"] = contents
+        elif any(isinstance(item, Mapping) and item.get("item_id") is not None for item in items):
+            base["contents"] = None  # its place: raw's value goes there below
+    if not base:
+        return raw
+    base.update(raw)
     return base
 
 

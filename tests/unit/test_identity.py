@@ -703,3 +703,7 @@ def test_cookie_text_joins_every_cookie_header() -> None:
         "a=1; b=\u00e9"
     )
     assert cookie_text([(b"accept", b"*/*")]) == ""
+    three = [(b"cookie", b"a=1"), (b"cookie", b""), (b"x", b"y"), (b"cookie", b"c=3")]
+    assert cookie_text(three) == "a=1; ; c=3"
+    assert cookie_text(iter(three)) == "a=1; ; c=3"  # read in one pass
+    assert cookie_text([(b"cookie", b"")]) == ""

@@ -113,3 +113,19 @@ def test_an_answer_that_leaves_the_body_unread_closes_the_connection(
     headers = error_response(error).headers
     assert (headers.get("connection") == "close") is closes
     assert headers["cache-control"] == "no-store"
+
+
+def test_a_read_after_the_sweeper_ended_is_still_timed_out() -> None:
+    """The sweeper ends when no read is left; the next read on the same loop starts another."""
+    from tagserver.http import _WATCH
+
+    async def go() -> None:
+        quick = [{"type": "http.request", "body": b"{}", "more_body": False}]
+        assert await read_body(_request(quick), limit=100, timeout_s=0.04) == b"{}"
+        await asyncio.sleep(0.05)  # the sweeper wakes (every 0.01 s), finds no read and ends
+        assert _WATCH.sweeper is None and _WATCH.loop is None
+        parts = [{"type": "http.request", "body": b"{\"event", "more_body": True}]
+        with pytest.raises(BodyTimeout):
+            await read_body(_request(parts, stall=True), limit=1000, timeout_s=0.2)
+
+    asyncio.run(go())
