@@ -13,7 +13,7 @@ from typing import Any
 
 from tagserver.consent import GRANTED
 from tagserver.container.model import Container
-from tagserver.container.scope import ClientName, Scope
+from tagserver.container.scope import ClientName, Scope, scope_from_event
 from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
@@ -59,7 +59,7 @@ def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
     """Evaluate every tag of ``container`` on ``event``; ``now`` is unix seconds. Never raises."""
-    return run_scope(container, Scope.from_event(event), default_country=default_country, now=now)
+    return run_scope(container, scope_from_event(event), default_country=default_country, now=now)
 
 
 def run_scope(
