@@ -55,6 +55,21 @@ class ContainerResult:
         self.not_fired = [] if not_fired is None else not_fired
 
 
+_new_object = object.__new__
+
+
+def _empty_result() -> ContainerResult:
+    """``ContainerResult()`` without the call of its ``__init__`` (one result per event)."""
+    result: ContainerResult = _new_object(ContainerResult)
+    result.commands = []
+    result.outbound = []
+    result.outbound_tags = []
+    result.drops = []
+    result.fired = []
+    result.not_fired = []
+    return result
+
+
 def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
@@ -77,7 +92,7 @@ def run_scope(
     """
     if explain:
         return _explained(container, scope, default_country=default_country, now=now)
-    result = ContainerResult()
+    result = _empty_result()
     name = scope.data.get("event_name")
     key = meta_event_name(name if type(name) is str else (as_text(name) or ""))
     consent = scope.consent
