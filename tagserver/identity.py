@@ -260,9 +260,24 @@ def resolve_cookie_scope(host: str | None, site_domains: Sequence[str]) -> Cooki
     """
     if not host:
         return None
+    found = _SCOPES.get(host)
+    if found is not None and found[0] is site_domains:
+        return found[1]  # asked before with these very site domains (a tuple: the same since)
+    domains = tuple(site_domains)
     if len(host) > 260:  # not cached: a hostile Host header must not fill the cache
-        return _resolve_cookie_scope(host, tuple(site_domains))
-    return _cached_cookie_scope(host, tuple(site_domains))
+        return _resolve_cookie_scope(host, domains)
+    scope = _cached_cookie_scope(host, domains)
+    if type(site_domains) is tuple:
+        if len(_SCOPES) >= 1024:
+            _SCOPES.clear()
+        _SCOPES[host] = (site_domains, scope)
+    return scope
+
+
+#: Host (at most 260 characters) → the tuple of site domains it was last resolved against and
+#: :func:`resolve_cookie_scope`'s answer: found by the host alone and one identity check, without
+#: hashing the site domains as the ``lru_cache`` key does (1,024 hosts, then all are forgotten).
+_SCOPES: dict[str, tuple[tuple[str, ...], CookieScope | None]] = {}
 
 
 @functools.lru_cache(maxsize=1024)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagserver.consent import GRANTED, Consent, parse_consent
-from tagserver.event import Event
+from tagserver.event import Event, event_from_fields
 from tagserver.exceptions import HitRejected
 from tagserver.json_codec import loads_fast, too_deep
 
@@ -438,7 +438,7 @@ def event_from_hit(
     ``page_url`` the hit's ``event_source_url`` (or, on ``/e``, the Referer); ``received_at`` unix
     seconds; ``fbp``/``fbc``/``visitor_id`` already validated."""
     fields = hit.__dict__  # the frozen hit's fields, read without an attribute lookup each
-    return Event.from_fields({  # every field of Event, in its order
+    return event_from_fields({  # every field of Event, in its order
         "event_name": fields["event_name"],
         "event_id": event_id,
         "event_time": fields["event_time"],

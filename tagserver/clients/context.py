@@ -44,10 +44,12 @@ def request_client_ip(
     :func:`public_ip` and :func:`check_rate_limits`. ``first`` is the request's
     :func:`~tagserver.http.first_headers` when the caller has them: a request with neither
     ``X-Forwarded-For`` nor ``Forwarded`` then skips the walk through its headers."""
-    client = request.scope.get("client")  # request.client, without building an Address
+    scope = request.scope
+    client = scope.get("client")  # request.client, without building an Address
+    headers = scope["headers"]
     return client_ip_of_headers(
         client[0] if client is not None else None,
-        raw_headers(request),
+        headers if type(headers) is list else request.headers.raw,  # raw_headers(request)
         trusted_proxies=state.settings.trusted_proxies,
         first=first,
     )

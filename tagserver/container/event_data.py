@@ -105,8 +105,9 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
         data["x-fb-ck-fbp"] = event.fbp
     if event.fbc is not None:
         data["x-fb-ck-fbc"] = event.fbc
-    custom = data["custom_data"] = dict(event.custom_data)
-    data["user_data"] = dict(event.user_data)
+    # shallow copies ({} for an empty one: most hits carry no custom or user data)
+    custom = data["custom_data"] = dict(event.custom_data) if event.custom_data else {}
+    data["user_data"] = dict(event.user_data) if event.user_data else {}
     if event.purchase_token is not None:
         data[PURCHASE_TOKEN_KEY] = event.purchase_token
     if not custom:  # no alias to fill

@@ -13,7 +13,7 @@ from typing import Any
 
 from tagserver.consent import GRANTED
 from tagserver.container.model import Container
-from tagserver.container.scope import ClientName, Scope
+from tagserver.container.scope import ClientName, Scope, scope_from_event
 from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
@@ -55,11 +55,26 @@ class ContainerResult:
         self.not_fired = [] if not_fired is None else not_fired
 
 
+_new_object = object.__new__
+
+
+def _empty_result() -> ContainerResult:
+    """``ContainerResult()`` without the call of its ``__init__`` (one result per event)."""
+    result: ContainerResult = _new_object(ContainerResult)
+    result.commands = []
+    result.outbound = []
+    result.outbound_tags = []
+    result.drops = []
+    result.fired = []
+    result.not_fired = []
+    return result
+
+
 def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
     """Evaluate every tag of ``container`` on ``event``; ``now`` is unix seconds. Never raises."""
-    return run_scope(container, Scope.from_event(event), default_country=default_country, now=now)
+    return run_scope(container, scope_from_event(event), default_country=default_country, now=now)
 
 
 def run_scope(
@@ -77,7 +92,7 @@ def run_scope(
     """
     if explain:
         return _explained(container, scope, default_country=default_country, now=now)
-    result = ContainerResult()
+    result = _empty_result()
     name = scope.data.get("event_name")
     key = meta_event_name(name if type(name) is str else (as_text(name) or ""))
     consent = scope.consent

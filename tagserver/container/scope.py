@@ -61,20 +61,8 @@ class Scope:
     @classmethod
     def from_event(cls, event: Event) -> Scope:
         """The scope of an event of either client: its event data plus its consent, cookies,
-        headers (and GA4 hit)."""
-        # __init__ written out (no keyword binding, no None checks: an Event's mappings are
-        # never None): one scope per hit
-        scope = cls.__new__(cls)
-        scope.data = event_data_from_event(event)
-        scope.consent = event.consent
-        scope.cookies = event.cookies
-        scope.headers = event.headers
-        scope.ga4 = event.ga4
-        scope.matched = None
-        scope._values = None
-        scope._query = None
-        scope._root = None
-        return scope
+        headers (and GA4 hit). (:func:`scope_from_event`; ``Scope`` has no subclass.)"""
+        return scope_from_event(event)
 
     @property
     def client(self) -> ClientName:
@@ -115,6 +103,27 @@ class Scope:
         if self._query is None:
             self._query = query_params(self.data.get("page_location"))
         return self._query
+
+
+_new_object = object.__new__
+
+
+def scope_from_event(event: Event) -> Scope:
+    """:meth:`Scope.from_event` as a plain function: one scope per hit, and a classmethod call
+    makes a bound method each time."""
+    # __init__ written out (no keyword binding, no None checks: an Event's mappings are never
+    # None)
+    scope: Scope = _new_object(Scope)
+    scope.data = event_data_from_event(event)
+    scope.consent = event.consent
+    scope.cookies = event.cookies
+    scope.headers = event.headers
+    scope.ga4 = event.ga4
+    scope.matched = None
+    scope._values = None
+    scope._query = None
+    scope._root = None
+    return scope
 
 
 def query_params(url: object) -> dict[str, str]:

@@ -496,7 +496,13 @@ def _as_text(key: str, item: object) -> str | None:
 
 
 def _first_country(raw: object) -> str | None:
-    items = raw if isinstance(raw, list | tuple) else [raw]
+    """The normalised country of a raw ``country`` value: a string, or the first usable one of
+    a list."""
+    if type(raw) is str:  # the usual value: the loop below for one string, without the list
+        if len(raw) <= MAX_VALUE_LENGTH and not (len(raw) >= 64 and is_prehashed(raw)):
+            return normalize_country(raw) or None
+        return None
+    items = raw if isinstance(raw, _SEQUENCE) else [raw]
     for item in items:
         if (
             isinstance(item, str)
@@ -572,9 +578,15 @@ def hash_user_data(
         country = normalize_country(default_country)
     result: dict[str, str | list[str]] = {}
     for key, hash_item, reads_country in _KEY_PLAN:
-        if key not in user_data:
+        raw = user_data.get(key)
+        if raw is None:  # absent, or None (which gives nothing)
             continue
-        raw = user_data[key]
+        if type(raw) is str:  # the usual value, as the general branch below takes it
+            if len(raw) <= MAX_VALUE_LENGTH:
+                out = hash_item(key, raw, country if reads_country else None)
+                if out is not None:
+                    result[key] = out
+            continue
         key_country = country if reads_country else None
         if not isinstance(raw, _SEQUENCE):
             text = raw if type(raw) is str else _as_text(key, raw)  # strings as sent

@@ -260,7 +260,8 @@ class MetaTag:
             ldu = None
         if ldu is None and self.browser_mode == "fbq":  # browser_commands, the usual case
             method = "trackSingle" if name in STANDARD_EVENTS else "trackSingleCustom"
-            commands = [{"type": "fbq", "args": [method, self.pixel_id, name, dict(cleaned),
+            commands = [{"type": "fbq", "args": [method, self.pixel_id, name,
+                                                 dict(cleaned) if cleaned else {},
                                                  {"eventID": event_id}]}]
         else:
             commands = self.browser_commands(name, event_id, cleaned, ldu=ldu)

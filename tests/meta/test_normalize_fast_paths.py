@@ -104,3 +104,25 @@ def test_cached_currency_codes_match_the_rule(value: str) -> None:
     assert normalize.normalize_currency(value) == normalize._currency_code.__wrapped__(value)
     padded = " " * 10 + value  # over 8 characters: not cached, same rule
     assert normalize.normalize_currency(padded) == normalize.normalize_currency(value.lstrip(" "))
+
+
+@FAST
+@given(st.dictionaries(
+    st.sampled_from([*normalize.HASHED_KEYS, "fbp", "lead_id"]),
+    st.one_of(st.text(max_size=20), st.none(), st.integers(), st.lists(st.text(max_size=8), max_size=2),
+              st.sampled_from(["Jane", "+44 7700 900123", "94025", "us", "e@x.io", "a" * 600,
+                               "0" * 64])),
+    max_size=8,
+), st.sampled_from([None, "us", "de"]))  # fmt: skip
+def test_string_values_shortcut_matches_the_general_branch(
+    user_data: dict[str, object], default: str | None
+) -> None:
+    """hash_user_data and _first_country take a plain string without the general branch (which
+    a str subclass still takes): same result, same key order."""
+    general = {k: _Text(v) if type(v) is str else v for k, v in user_data.items()}
+    fast = hash_user_data(user_data, default_country=default)
+    slow = hash_user_data(general, default_country=default)
+    assert fast == slow and list(fast) == list(slow)
+    for value in user_data.values():
+        if type(value) is str:
+            assert normalize._first_country(value) == normalize._first_country(_Text(value))

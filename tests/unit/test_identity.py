@@ -187,6 +187,20 @@ def test_cookie_domain_comes_from_configuration_not_the_host_header() -> None:
     assert scope == CookieScope("shop.example", 1)
 
 
+def test_resolve_cookie_scope_answers_for_the_site_domains_of_each_call() -> None:
+    shop, other = ("www.shop.example",), ("www.other.example",)
+    expected = CookieScope("shop.example", 1)
+    for _ in range(2):  # the second time from what was remembered
+        assert resolve_cookie_scope("t.shop.example", shop) == expected
+        assert resolve_cookie_scope("t.shop.example", other) is None
+        assert resolve_cookie_scope("t.shop.example", ("www.shop.example",)) == expected
+    sites = ["www.shop.example"]  # a list can change between calls
+    assert resolve_cookie_scope("t.shop.example", sites) == expected
+    sites[0] = "www.other.example"
+    assert resolve_cookie_scope("t.shop.example", sites) is None
+    assert resolve_cookie_scope("t.other.example", sites) == CookieScope("other.example", 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # fbclid_from_url
 

@@ -398,3 +398,16 @@ def test_detached_is_an_equal_bytes_object_of_its_own_size() -> None:
     assert all(type(c) is bytes and c == d for c, d in zip(copies, written, strict=True))
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     assert grown / len(copies) < len(written[0]) + 200
+
+
+def test_digit_runs_are_found_across_brackets_and_brackets_still_count() -> None:
+    """loads_fast deletes ``{`` and ``[`` before looking for 19 digits: a run split by brackets
+    (only a string can hold one) goes to stdlib too, with the same value; one digit fewer does
+    not, and the brackets still count for the depth check."""
+    split = b'{"a": "1234567890[{123456789"}'
+    assert loads_fast(split) is MISS
+    assert loads(split) == json.loads(split)
+    short = b'{"a": "1234567890[{12345678"}'
+    assert loads_fast(short) == json.loads(short)
+    brackets = b'{"a": "' + b"[" * MAX_DEPTH + b'"}'  # MAX_DEPTH + 1 brackets, depth 1
+    assert loads_fast(brackets, max_depth=MAX_DEPTH) == json.loads(brackets)
