@@ -414,28 +414,31 @@ def set_cookies(response: Response, cookies: Iterable[CookieSpec]) -> None:
     fails :func:`cookie_is_safe` is not written (and logged by name only).
 
     The same headers as :func:`set_cookie_header` of each :func:`cookie_is_safe` cookie, made
-    in fewer steps: the attributes after the value (Domain, HttpOnly, Max-Age) come from the
-    settings, so their text is checked and written once per ``(max_age, domain, httponly)``
-    (:data:`_COOKIE_TAILS`); the name is one already checked, and the value is checked on
+    in fewer steps: the name and the attributes after the value (Domain, HttpOnly, Max-Age)
+    come from the code and the settings, so they are checked and the tail's text written once
+    per ``(name, max_age, domain, httponly)`` (:data:`_COOKIE_TAILS`); the value is checked on
     every cookie."""
     headers = response.raw_headers
     for cookie in cookies:
         name, value, max_age, domain, httponly = cookie
         # an int Max-Age only: True or 1.0 would find 1's entry but are written otherwise
-        tail = _COOKIE_TAILS.get((max_age, domain, httponly)) if type(max_age) is int else None
-        if tail is not None and name in _GOOD_NAMES and _COOKIE_VALUE_RE.match(value):
+        tail = (
+            _COOKIE_TAILS.get((name, max_age, domain, httponly)) if type(max_age) is int else None
+        )
+        if tail is not None and _COOKIE_VALUE_RE.match(value):
             headers.append((b"set-cookie", f"{name}={value}{tail}".encode("ascii")))
         elif cookie_is_safe(cookie):
             headers.append((b"set-cookie", set_cookie_header(cookie)))
             if type(max_age) is int and len(_COOKIE_TAILS) < 64:
-                _COOKIE_TAILS[max_age, domain, httponly] = _cookie_tail(cookie)
+                _COOKIE_TAILS[name, max_age, domain, httponly] = _cookie_tail(cookie)
         else:
             log.error("cookie not set: malformed", extra={"cookie": cookie.name[:64]})
 
 
-#: ``(max_age, domain, httponly)`` of a cookie that passed :func:`cookie_is_safe` → the text of
-#: its ``Set-Cookie`` header after the value (:func:`_cookie_tail`); a handful, from the settings.
-_COOKIE_TAILS: dict[tuple[int, str | None, bool], str] = {}
+#: ``(name, max_age, domain, httponly)`` of a cookie that passed :func:`cookie_is_safe` → the
+#: text of its ``Set-Cookie`` header after the value (:func:`_cookie_tail`); a handful, from the
+#: code and the settings.
+_COOKIE_TAILS: dict[tuple[str, int, str | None, bool], str] = {}
 
 
 def _cookie_tail(cookie: CookieSpec) -> str:

@@ -288,19 +288,23 @@ class MemoryOutbox:
 
     async def put(self, entries: Sequence[NewEntry]) -> None:
         now = time.time()
+        rows = self._rows
         for new in entries:
-            entry_id = self._id()
-            self._rows[entry_id] = _Row(
+            self._next += 1  # self._id(), written out
+            entry_id = str(self._next)
+            rows[entry_id] = _Row(
                 OutboxEntry(
                     entry_id, new.destination, new.payload, new.event_id, new.event_time, now
                 )
             )
 
     async def put_leased(self, entries: Sequence[NewEntry]) -> list[OutboxEntry]:
-        now, until = time.time(), time.monotonic() + self.lease_s
+        now = time.time()
+        until = time.monotonic() + self.lease_s
         rows, stored = self._rows, []
         for new in entries:
-            entry_id = self._id()
+            self._next += 1  # self._id(), written out
+            entry_id = str(self._next)
             entry = OutboxEntry(
                 entry_id, new.destination, new.payload, new.event_id, new.event_time, now
             )

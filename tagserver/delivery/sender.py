@@ -209,8 +209,14 @@ class Sender:
         event that cannot be encoded (e.g. a lone surrogate) is counted as ``invalid_event``.
         """
         entries = []
+        routes = self._routes
         for item in outbound:
-            _, channel, key, seals = self._route(item.destination)
+            destination = item.destination
+            # self._route(destination), read here when known (every event but a tag's first)
+            route = routes.get(id(destination))
+            if route is None or route[0] is not destination:
+                route = self._route(destination)
+            _, channel, key, seals = route
             payload: Mapping[str, Any] = item.payload
             try:
                 # held until acknowledged: in a bytes object of its own size (json_codec.detached)

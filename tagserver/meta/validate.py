@@ -108,10 +108,11 @@ _DROP_ORDER: dict[str, int] = {
 def _clean_fields(
     raw: Mapping[str, Any], value_locale: str | None, copy_values: bool
 ) -> tuple[dict[str, Any], list[tuple[str, str]]]:
-    """:func:`clean_custom_fields` in one pass over ``raw``, each key where ``raw`` has it: the
-    typed keys checked (their values are always replaced by new or immutable ones, or dropped:
-    never copied), the others copied by :func:`_copy_value` (``copy_values``) or taken as they
-    are (``raw`` is a copy already). Raises :class:`_TooDeep` from the copy."""
+    """:func:`clean_custom_fields` in one pass over ``raw``, each key where ``raw`` has it. The
+    typed keys are checked without a copy of their values, which are always replaced by new or
+    immutable ones, or dropped (``contents`` excepted: its items keep their other keys, so it is
+    copied first). The other values are copied by :func:`_copy_value` (``copy_values``) or
+    taken as they are (``raw`` is a copy already). Raises :class:`_TooDeep` from a copy."""
     data: dict[str, Any] = {}
     dropped: list[tuple[str, str]] = []
     for key, value in raw.items():
