@@ -13,6 +13,7 @@ from tagserver.container.event_data import add_aliases, event_data_from_event
 from tagserver.event import Event
 from tagserver.meta.validate import clean_custom_data
 from tagserver.tags.meta import _topped_up, common_custom_data
+from tests.meta.test_validate_copy import containers
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(
     max_size=4
@@ -60,15 +61,6 @@ def test_collect_event_data_aliases_as_add_aliases_makes_them(custom: dict[str, 
                                                            "items")}  # fmt: skip
     expected = add_aliases(plain)
     assert data == expected and list(data) == list(expected)
-
-
-def containers(value: Any) -> list[Any]:
-    found: list[Any] = []
-    if isinstance(value, dict | list):
-        found.append(value)
-        for item in value.values() if isinstance(value, dict) else value:
-            found.extend(containers(item))
-    return found
 
 
 @settings(max_examples=300, deadline=None, database=None)
