@@ -223,6 +223,12 @@ class SqliteOutbox:
         conn.execute("PRAGMA synchronous = FULL")
         self._sync = "FULL"
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the committer thread
+        # Some builds of SQLite (Debian's, so the python Docker images') turn secure_delete on:
+        # every page an ack's DELETE frees is then zeroed and written to the WAL, about 125 more
+        # 4 KiB frames (250 pwrite calls) per 1,000 acknowledged entries, half of the ack's writes.
+        # FAST still zeroes deleted rows on every page written anyway, not freed pages (reused
+        # by the next puts); WAL mode keeps older copies of pages in the WAL file in any case.
+        conn.execute("PRAGMA secure_delete = FAST")
         conn.executescript(SCHEMA)  # at start only: may wait for another process's lock
         conn.execute("PRAGMA busy_timeout = 0")  # from now on lock waits are awaited
         return conn

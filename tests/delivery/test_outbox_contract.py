@@ -535,3 +535,18 @@ def test_redis_emptied_under_a_running_outbox_recovers_at_the_next_call(
         "outbox stream or consumer group was gone (Redis emptied?): made again; entries it held "
         "before are lost"
     ) == 2
+
+
+def test_sqlite_ack_does_not_rewrite_the_pages_it_frees(tmp_path: Path) -> None:
+    """``secure_delete = FAST`` whatever the build's default: freed pages are not written again."""
+
+    async def run() -> int:
+        box = SqliteOutbox(tmp_path / "o.sqlite3")
+        await box.open()
+        try:
+            assert box._conn is not None
+            return int(box._conn.execute("PRAGMA secure_delete").fetchone()[0])
+        finally:
+            await box.close()
+
+    assert asyncio.run(run()) == 2  # FAST
