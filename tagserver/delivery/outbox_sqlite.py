@@ -254,10 +254,23 @@ class SqliteOutbox:
         self._queue((fn, [fut], durable))
         return await fut
 
-    def _queue(self, op: _Op) -> None:
+    def _queue(self, op: _Op, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Add ``op`` to the next transaction, starting the flusher task on ``loop`` (the
+        running one) when none runs."""
         self._ops.append(op)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            self._flusher = loop.create_task(self._flush())
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: the flusher's while it runs (a task's ``get_loop()`` is an
+        attribute read; ``asyncio.get_running_loop()`` makes a ``getpid`` system call in Python
+        3.11), at saturation nearly always, since it goes on while puts are queued."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            return flusher.get_loop()
+        return asyncio.get_running_loop()
 
     async def _flush(self) -> None:
         """Run every queued operation in one transaction, again while more are queued."""
@@ -319,8 +332,9 @@ class SqliteOutbox:
                 # the callers are answered from the committer's callback itself, a turn of the
                 # loop before this coroutine resumes (the next group's latency)
                 await self._committer.call(
-                    _commit, conn, checkpoint, on_success=lambda: self._answer(results)
-                )
+                    _commit, conn, checkpoint, on_success=lambda: self._answer(results),
+                    loop=self._running_loop(),  # this coroutine runs in the flusher task
+                )  # fmt: skip
             else:
                 conn.execute("COMMIT")
                 self._answer(results)
@@ -381,8 +395,9 @@ class SqliteOutbox:
             raise OutboxError(f"outbox {self.path} is not open")
         group = self._puts
         if group is None:
-            group = self._puts = _PutGroup(asyncio.get_running_loop(), self.owner, self.lease_s)
-            self._queue((group.insert, group.futures, True))
+            loop = self._running_loop()
+            group = self._puts = _PutGroup(loop, self.owner, self.lease_s)
+            self._queue((group.insert, group.futures, True), loop)
         fut: asyncio.Future[None] = group.loop.create_future()
         values = group.leased if lease else group.values
         start = len(values) // 4
