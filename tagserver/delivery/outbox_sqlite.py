@@ -223,6 +223,12 @@ class SqliteOutbox:
         conn.execute("PRAGMA synchronous = FULL")
         self._sync = "FULL"
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run on the committer thread
+        # Some builds of SQLite (Debian's, so the python Docker images') turn secure_delete on:
+        # every page an ack's DELETE frees is then zeroed and written to the WAL, about 125 more
+        # 4 KiB frames (250 pwrite calls) per 1,000 acknowledged entries, half of the ack's writes.
+        # FAST still zeroes deleted rows on every page written anyway, not freed pages (reused
+        # by the next puts); WAL mode keeps older copies of pages in the WAL file in any case.
+        conn.execute("PRAGMA secure_delete = FAST")
         conn.executescript(SCHEMA)  # at start only: may wait for another process's lock
         conn.execute("PRAGMA busy_timeout = 0")  # from now on lock waits are awaited
         return conn
@@ -248,10 +254,23 @@ class SqliteOutbox:
         self._queue((fn, [fut], durable))
         return await fut
 
-    def _queue(self, op: _Op) -> None:
+    def _queue(self, op: _Op, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        """Add ``op`` to the next transaction, starting the flusher task on ``loop`` (the
+        running one) when none runs."""
         self._ops.append(op)
         if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
+            if loop is None:
+                loop = asyncio.get_running_loop()
+            self._flusher = loop.create_task(self._flush())
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop: the flusher's while it runs (a task's ``get_loop()`` is an
+        attribute read; ``asyncio.get_running_loop()`` makes a ``getpid`` system call in Python
+        3.11), at saturation nearly always, since it goes on while puts are queued."""
+        flusher = self._flusher
+        if flusher is not None and not flusher.done():
+            return flusher.get_loop()
+        return asyncio.get_running_loop()
 
     async def _flush(self) -> None:
         """Run every queued operation in one transaction, again while more are queued."""
@@ -313,8 +332,9 @@ class SqliteOutbox:
                 # the callers are answered from the committer's callback itself, a turn of the
                 # loop before this coroutine resumes (the next group's latency)
                 await self._committer.call(
-                    _commit, conn, checkpoint, on_success=lambda: self._answer(results)
-                )
+                    _commit, conn, checkpoint, on_success=lambda: self._answer(results),
+                    loop=self._running_loop(),  # this coroutine runs in the flusher task
+                )  # fmt: skip
             else:
                 conn.execute("COMMIT")
                 self._answer(results)
@@ -375,13 +395,18 @@ class SqliteOutbox:
             raise OutboxError(f"outbox {self.path} is not open")
         group = self._puts
         if group is None:
-            group = self._puts = _PutGroup(asyncio.get_running_loop(), self.owner, self.lease_s)
-            self._queue((group.insert, group.futures, True))
+            loop = self._running_loop()
+            group = self._puts = _PutGroup(loop, self.owner, self.lease_s)
+            self._queue((group.insert, group.futures, True), loop)
         fut: asyncio.Future[None] = group.loop.create_future()
         values = group.leased if lease else group.values
         start = len(values) // 4
         for e in entries:
-            values += (e.destination, e.event_id, e.event_time, e.payload)
+            # the payload as a bytearray: Python's sqlite3 binds one as it is, but passes each
+            # bytes parameter through its adapter protocol first, whose failed ``__adapt__``
+            # lookup raises and clears an AttributeError (about 3,300 instructions; the copy
+            # costs far less: 0.9 -> 0.7 us per 800-byte payload inserted). The same blob.
+            values += (e.destination, e.event_id, e.event_time, bytearray(e.payload))
         group.futures.append(fut)
         return group, fut, start
 
@@ -421,11 +446,24 @@ class SqliteOutbox:
         await self._call(renew)
 
     async def ack(self, ids: Sequence[str]) -> None:
-        if ids:
-            numbers = [int(i) for i in ids]
+        if not ids:
+            return
+        numbers = [int(i) for i in ids]
+        first = numbers[0]
+        if numbers == list(range(first, first + len(numbers))):
+            # the usual batch: the consecutive ids of a few group commits. A range deletes
+            # exactly them, without SQLite building and sorting an ``IN`` list first (a
+            # 1,000-row ack about 1.3 -> 1.1 ms)
+            last = numbers[-1]
             await self._call(
-                lambda conn: _each_chunk(conn, "DELETE FROM outbox WHERE id IN ({})", numbers)
+                lambda conn: conn.execute(
+                    "DELETE FROM outbox WHERE id BETWEEN ? AND ?", (first, last)
+                )
             )
+            return
+        await self._call(
+            lambda conn: _each_chunk(conn, "DELETE FROM outbox WHERE id IN ({})", numbers)
+        )
 
     async def release(self, ids: Sequence[str]) -> None:
         if not ids:

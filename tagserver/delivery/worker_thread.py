@@ -39,13 +39,20 @@ class WorkerThread:
         self._lock = threading.Lock()
 
     def call(
-        self, fn: Callable[..., _T], *args: Any, on_success: Callable[[], None] | None = None
+        self,
+        fn: Callable[..., _T],
+        *args: Any,
+        on_success: Callable[[], None] | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> asyncio.Future[_T]:
         """A future of the running loop, done when ``fn(*args)`` has run on the thread.
         Cancelling the future does not stop the call. ``on_success`` runs on the loop in the
         same callback that settles the future, before it, when ``fn`` returned: whoever it wakes
-        resumes one turn of the loop earlier than the awaiting coroutine could wake them."""
-        loop = asyncio.get_running_loop()
+        resumes one turn of the loop earlier than the awaiting coroutine could wake them.
+        ``loop`` is the running loop when the caller has it at hand (in Python 3.11 asking for
+        it costs a ``getpid`` system call)."""
+        if loop is None:
+            loop = asyncio.get_running_loop()
         future: asyncio.Future[_T] = loop.create_future()
         if self._thread is None:
             self._start()

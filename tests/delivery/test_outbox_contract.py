@@ -375,6 +375,29 @@ def test_sqlite_id_lists_of_any_length_touch_exactly_their_entries(tmp_path: Pat
     run(main())
 
 
+def test_sqlite_ack_of_consecutive_ids_deletes_exactly_them(tmp_path: Path) -> None:
+    """An ack of consecutive ids (deleted as a range) and of ids in any other order (an ``IN``
+    list) remove exactly the acknowledged entries: their neighbours, and the ids acknowledged
+    already, are left alone."""
+
+    async def main() -> None:
+        a = SqliteOutbox(tmp_path / "outbox.sqlite3", lease_s=30.0)
+        await a.open()
+        await a.put(entries(*(f"e{i}" for i in range(10))))
+        claimed = await a.claim(20)
+        ids = [e.id for e in claimed]
+        assert [int(i) for i in ids] == list(range(int(ids[0]), int(ids[0]) + 10))
+        await a.ack(ids[2:5])  # consecutive: a range
+        await a.ack([ids[6], ids[5], ids[7]])  # consecutive ids out of order: a list
+        await a.ack(ids[1:4])  # a range over ids acknowledged already and one more
+        await a.release(ids)
+        left = await a.claim(20)
+        assert [e.event_id for e in left] == ["e0", "e8", "e9"]
+        await a.close()
+
+    run(main())
+
+
 def test_a_late_consumer_cannot_take_back_what_another_took_over(
     shared_backend: tuple[str, Consumers],
 ) -> None:
@@ -535,3 +558,18 @@ def test_redis_emptied_under_a_running_outbox_recovers_at_the_next_call(
         "outbox stream or consumer group was gone (Redis emptied?): made again; entries it held "
         "before are lost"
     ) == 2
+
+
+def test_sqlite_ack_does_not_rewrite_the_pages_it_frees(tmp_path: Path) -> None:
+    """``secure_delete = FAST`` whatever the build's default: freed pages are not written again."""
+
+    async def run() -> int:
+        box = SqliteOutbox(tmp_path / "o.sqlite3")
+        await box.open()
+        try:
+            assert box._conn is not None
+            return int(box._conn.execute("PRAGMA secure_delete").fetchone()[0])
+        finally:
+            await box.close()
+
+    assert asyncio.run(run()) == 2  # FAST
