@@ -76,10 +76,15 @@ class Front:
         self.fast = dict(fast or {})
         self.routes = dict(routes or {})
         # one deferred histogram child per label, made once (labels() costs a lock and a dict)
-        self._timers = (
+        timers = self._timers = (
             {label: metrics.route_timer(label) for label in {*self.routes.values(), "other"}}
             if metrics is not None else {}
         )  # fmt: skip
+        #: each route's timer by path (one lookup per request), and the timer of other paths
+        self._path_timers = (
+            {path: timers[label] for path, label in self.routes.items()} if timers else {}
+        )
+        self._other_timer = timers.get("other")
         #: the hot route is the collect endpoint: its refusals are hits by outcome too
         self._outcomes = metrics.hit_outcome if metrics is not None else None
 
@@ -151,10 +156,9 @@ class Front:
                 self.limits.in_flight -= 1
         finally:
             elapsed = time.perf_counter() - start
-            if self._timers:
-                self._timers.get(self.routes.get(path, "other"), self._timers["other"]).observe(
-                    elapsed
-                )
+            timer = self._path_timers.get(path, self._other_timer)
+            if timer is not None:
+                timer.observe(elapsed)
             if self.access_log is not None:
                 self.access_log.write(scope["method"], path, status, elapsed)
 
