@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gzip
 import hashlib
 import hmac
@@ -27,15 +28,13 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope
 
 from tagserver.bots import is_bot
-from tagserver.client_ip import public_text
+from tagserver.client_ip import client_ip_of_headers, public_text
 from tagserver.clients.collect import event_from_hit, parse_collect_body
 from tagserver.clients.context import (
     ContextCookies,
     ContextHeaders,
     check_rate_limits,
     outbox_unavailable,
-    raw_headers,
-    request_client_ip,
     run_event,
     set_cookies,
     submit_results,
@@ -62,7 +61,7 @@ from tagserver.http import (
     first_headers,
     origin_allowed,
     preflight_headers,
-    read_body,
+    receive_body,
 )
 from tagserver.identity import (
     VISITOR_ID_SALT,
@@ -107,7 +106,7 @@ class AppState:
     limits: RateLimits = field(default_factory=lambda: RateLimits(per_ip=0, per_visitor=0))
     purchase_guard: PurchaseReplayGuard = field(default_factory=PurchaseReplayGuard)
     #: The event loop serving the app, from its lifespan start to its end (``None`` outside):
-    #: handed to :func:`read_body`, as ``asyncio.get_running_loop()`` costs a system call.
+    #: handed to :func:`receive_body`, as ``asyncio.get_running_loop()`` costs a system call.
     loop: asyncio.AbstractEventLoop | None = None
 
 
@@ -268,8 +267,8 @@ def create_app(
             return Response(script.gzipped, headers={**headers, "content-encoding": "gzip"})
         return Response(script.body, headers=headers)
 
-    async def collect(request: Request) -> Response:
-        return await handle_collect(request, state)
+    async def collect(request: Request) -> Response:  # the front answers POST/OPTIONS itself
+        return await handle_collect(state, request.scope, request.receive)
 
     async def metrics_endpoint(request: Request) -> Response:
         return await handle_metrics(request, state)
@@ -314,9 +313,6 @@ def create_app(
     )
     app.state.tagserver = state
 
-    async def collect_fast(scope: Scope, receive: Receive) -> Response:
-        return await handle_collect(Request(scope, receive), state)
-
     front_parts.update(
         limits=RequestLimits(
             max_header_bytes=settings.max_header_bytes,
@@ -332,7 +328,8 @@ def create_app(
             "/metrics": "metrics",
         },
         # the hot route skips all of Starlette's layers (the front answers its unexpected errors)
-        fast={(method, path): collect_fast
+        # (functools.partial: the front calls handle_collect itself, no coroutine in between)
+        fast={(method, path): functools.partial(handle_collect, state)
               for method in ("POST", "OPTIONS") for path in collect_paths},
     )  # fmt: skip
     return app
@@ -436,10 +433,16 @@ def load_script(*, script_path: str, collect_path: str) -> _Script:
     return _Script(body, etag, gzip.compress(body, compresslevel=9, mtime=0))
 
 
-async def handle_collect(request: Request, state: AppState) -> Response:
-    """``POST /e``: one event from the browser client → commands, cookies, outbound events."""
+async def handle_collect(state: AppState, scope: Scope, receive: Receive) -> Response:
+    """``POST /e``: one event from the browser client → commands, cookies, outbound events.
+
+    Called with the request's ASGI ``scope`` and ``receive`` (the front's hot route, see
+    :class:`~tagserver.front.Front`), without a Starlette ``Request``: a ``Request`` is made only
+    while the rate limits are on (:func:`check_rate_limits` takes one)."""
     settings = state.settings
-    raw = raw_headers(request)
+    raw = scope["headers"]  # raw_headers(request): Starlette's Headers makes a non-list a list
+    if type(raw) is not list:
+        raw = scope["headers"] = list(raw)
     headers = first_headers(raw)
     found = headers.get(b"host")  # header values as Starlette gives them: latin-1
     host = found.decode("latin-1") if found is not None else None
@@ -454,16 +457,23 @@ async def handle_collect(request: Request, state: AppState) -> Response:
                     errors=[{"field": "origin", "message": "add it to TAGSERVER_ALLOWED_ORIGINS"}],
                 )
             allowed_origin = origin
-        if request.method == "OPTIONS":
+        if scope["method"] == "OPTIONS":
             if origin is None:
                 return Response(status_code=204, headers=NO_STORE)
             return Response(status_code=204, headers=preflight_headers(origin))
-        client_ip = request_client_ip(request, state, headers)
+        # request_client_ip(request, state, headers), on the scope
+        peer = scope.get("client")
+        client_ip = client_ip_of_headers(
+            peer[0] if peer is not None else None,
+            raw,
+            trusted_proxies=settings.trusted_proxies,
+            first=headers,
+        )
         if state.limits.active:
-            check_rate_limits(request, state, client_ip)
+            check_rate_limits(Request(scope, receive), state, client_ip)
         check_raw_content_type(headers.get(b"content-type", b""))
-        body = await read_body(
-            request,
+        body = await receive_body(
+            receive,
             limit=settings.max_body_bytes,
             content_length=headers.get(b"content-length", b"").decode("latin-1"),
             loop=state.loop,
@@ -475,14 +485,14 @@ async def handle_collect(request: Request, state: AppState) -> Response:
         cors = cors_headers(allowed_origin) if allowed_origin is not None else {}
         return error_response(exc, headers=cors)
 
-    scope = resolve_cookie_scope(host, settings.site_domains)
+    cookie_scope = resolve_cookie_scope(host, settings.site_domains)
     page_url = hit.event_source_url or _referer(headers.get(b"referer"))
     cookie = headers.get(b"cookie")
     identity = resolve_identity(
         identity_cookies(cookie_text(raw)) if cookie is not None else {},
         page_url=page_url,
         referrer_url=hit.referrer_url,
-        scope=scope,
+        scope=cookie_scope,
         ad_storage=hit.consent.ad_storage,
         analytics_storage=hit.consent.analytics_storage,
         signer=state.signer,

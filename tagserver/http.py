@@ -186,8 +186,28 @@ async def read_body(
     content_length: str | None = None,
     loop: asyncio.AbstractEventLoop | None = None,
 ) -> bytes:
-    """The request body, at most ``limit`` bytes, within ``timeout_s`` seconds. ``content_length``
-    is the request's ``Content-Length`` when the caller has read it already (else it is looked up).
+    """The request body, at most ``limit`` bytes, within ``timeout_s`` seconds: :func:`receive_body`
+    of ``request``. ``content_length`` is the request's ``Content-Length`` when the caller has
+    read it already (else it is looked up). Raises as :func:`receive_body`."""
+    declared = (
+        request.headers.get("content-length", "") if content_length is None else content_length
+    )
+    return await receive_body(
+        request.receive, limit=limit, timeout_s=timeout_s, content_length=declared, loop=loop
+    )
+
+
+async def receive_body(
+    receive: Receive,
+    *,
+    limit: int,
+    timeout_s: float = BODY_TIMEOUT_S,
+    content_length: str,
+    loop: asyncio.AbstractEventLoop | None = None,
+) -> bytes:
+    """The body of the request whose ASGI ``receive`` this is, at most ``limit`` bytes, within
+    ``timeout_s`` seconds; ``content_length`` is its ``Content-Length`` header (``""`` when it
+    has none).
 
     Raises :class:`PayloadTooLarge` (413) past the limit, without reading the rest;
     :class:`~tagserver.exceptions.BodyTimeout` (408) when the body takes longer (checked every
@@ -200,17 +220,13 @@ async def read_body(
     system call, two per hit here otherwise. A ``loop`` that is not running this task (a closed
     one) is noticed (it has no current task) and the running loop is looked up instead.
     """
-    declared = (
-        request.headers.get("content-length", "") if content_length is None else content_length
-    )
-    if declared.isdigit() and int(declared) > limit:
+    if content_length.isdigit() and int(content_length) > limit:
         raise _too_large(limit)
     task = asyncio.current_task(loop) if loop is not None else None
     if loop is None or task is None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task(loop)
         assert task is not None, "read_body runs in a task"
-    receive = request.receive
     watch = _WATCH
     if watch.loop is not loop:
         watch.start(loop, timeout_s)  # it first runs once this task waits: after the next line

@@ -73,11 +73,9 @@ class RateLimits:
         self.ip = RateLimiter(per_ip)
         self.visitor = RateLimiter(per_visitor)
         self.limited = {"ip": 0, "visitor": 0}  # hits answered 429, per key kind
-
-    @property
-    def active(self) -> bool:
-        """True when either limit is on."""
-        return self.ip.per_minute > 0 or self.visitor.per_minute > 0
+        #: True when either limit is on (read every hit: a plain attribute, set here, as the
+        #: limits are fixed once made)
+        self.active = per_ip > 0 or per_visitor > 0
 
     def check(self, *, ip: str | None, visitor_id: str | None) -> None:
         """Count one hit; raises :class:`RateLimited` (429) when either key is over its limit."""

@@ -282,12 +282,56 @@ def _ts_window(now: float) -> tuple[str, float, float]:
     between the half-way points ``(2k - 1) / 2000`` and ``(2k + 1) / 2000`` have that same
     ``k``; the window's ends are the doubles just inside them, found exactly with integer
     arithmetic (a half-way point that is a double itself, rounded to even, is left out). Times
-    outside ``(0, 1e12)`` get an empty window (computed every time)."""
+    outside ``(0, 1e12)`` get an empty window (computed every time).
+
+    Most times take a shorter way (:func:`_ts_window_fast`, about a fifth of the instructions)
+    that gives the same text and a window at most a double narrower at each end."""
+    if 1.0 <= now < _FAST_UNTIL:
+        found = _ts_window_fast(now)
+        if found is not None:
+            return found
     text = repr(round(now, 3))
     if not 0.0 < now < 1e12:
         return text, 0.0, 0.0
     k = round(float(text) * 1000)  # the double nearest k / 1000, times 1000: k within 0.01
     return text, _double_above(2 * k - 1, strictly=True), _double_above(2 * k + 1, strictly=False)
+
+
+#: Times up to which :func:`_ts_window_fast` applies (year 2223): ``now * 1000`` is below
+#: ``2**43``, so its rounding error is at most ``2**-11`` ms, under :data:`_TIE_MARGIN`.
+_FAST_UNTIL = 8e9
+_TIE_MARGIN = 1e-3
+
+
+def _ts_window_fast(now: float) -> tuple[str, float, float] | None:
+    """:func:`_ts_window` of ``now`` (``1 <= now <`` :data:`_FAST_UNTIL`) without the decimal
+    conversions and big-integer arithmetic, or ``None`` when ``now`` needs the exact way.
+
+    ``k``, the integer nearest to the exact ``now * 1000``, is that of the float product unless
+    the product lies within :data:`_TIE_MARGIN` of a half (then ``None``). ``repr(round(now,
+    3))`` is then ``k / 1000`` written in decimal without trailing zeros (at most 13 significant
+    digits: the double nearest it reads back as it, and ``repr`` writes the shortest text that
+    does). The window's ends are the divisions ``(2k ± 1) / 2000``, each the double nearest to the
+    exact half-way point: the double just above the lower one is above that point, and every
+    double below the upper one is below its point, so ``[from, until)`` holds only times of
+    ``k``. When that window misses ``now`` or is narrower than ``0.001 - 2 ulp`` (a double near
+    an end): ``None``, as :func:`_ts_window`'s exact window is promised."""
+    z = now * 1000
+    k = int(z)
+    fraction = z - k  # exact
+    if fraction > 0.5 + _TIE_MARGIN:
+        k += 1
+    elif fraction >= 0.5 - _TIE_MARGIN:
+        return None
+    digits = str(k)  # k >= 1000: seconds, then 3 digits of milliseconds
+    text = (digits[:-3] + "." + digits[-3:]).rstrip("0")
+    if text[-1] == ".":
+        text += "0"
+    start = math.nextafter((2 * k - 1) / 2000, math.inf)
+    until = (2 * k + 1) / 2000
+    if not start <= now < until or until - start <= 0.001 - 2 * math.ulp(now):
+        return None
+    return text, start, until
 
 
 def _double_above(odd: int, *, strictly: bool) -> float:

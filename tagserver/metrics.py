@@ -21,7 +21,7 @@ pending counts in multiprocess mode.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -128,11 +128,10 @@ class Metrics:
         #: ``tagserver_events``, deferred
         self.event_count = self.batch.counter(self.events)
         self._tags_fired = self.batch.counters(self.tags_fired)
-
-    def tag_fired(self, tag: str) -> None:
-        """Count one firing of the tag named ``tag`` (deferred; the child is looked up when the
-        count is folded)."""
-        self._tags_fired.inc(tag)
+        #: ``tag_fired(tag)``: count one firing of the tag named ``tag`` (deferred; the child is
+        #: looked up when the count is folded). The family's own ``inc``, bound once: a method
+        #: calling it cost a Python call more per tag fired.
+        self.tag_fired: Callable[[str], None] = self._tags_fired.inc
 
     def route_timer(self, route: str) -> Observer:
         """A deferred observer of ``tagserver_request_duration_seconds{route=route}`` (make one

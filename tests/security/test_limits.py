@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tagserver.front import Front
-from tagserver.limits import RateLimiter, RequestLimits
+from tagserver.limits import RateLimiter, RateLimits, RequestLimits
 from tagserver.settings import Settings
 from tests.security.harness import BROWSER, AppHarness
 
@@ -192,3 +192,10 @@ def test_concurrency_limit_is_503() -> None:
 
     assert asyncio.run(scenario()) == [503, 204, 204]
     assert guarded.in_flight == 0
+
+
+def test_rate_limits_are_active_when_either_limit_is_on() -> None:
+    assert not RateLimits(per_ip=0, per_visitor=0).active
+    assert not RateLimits(per_ip=-1, per_visitor=0).active
+    assert RateLimits(per_ip=5, per_visitor=0).active
+    assert RateLimits(per_ip=0, per_visitor=5).active

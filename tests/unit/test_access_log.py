@@ -20,7 +20,9 @@ from tagserver.logs import (
     AccessLog,
     JsonFormatter,
     _direct_handler,
+    _double_above,
     _ts_window,
+    _ts_window_fast,
     configure_logging,
     loggable_path,
 )
@@ -202,6 +204,35 @@ def test_a_ts_window_holds_only_times_of_its_text(now: float) -> None:
               start + (until - start) * 0.37):  # fmt: skip
         if start <= t < until:
             assert repr(round(t, 3)) == text, t
+
+
+def test_the_short_way_to_a_ts_window_gives_its_text_within_the_exact_window() -> None:
+    """``_ts_window_fast``: the same text as ``repr(round(now, 3))`` and a window inside the
+    exact one that holds ``now``, or ``None``; for wall-clock times, times next to a half-way
+    point (a few doubles off) and small ones."""
+    rng = random.Random(11)
+    times = [rng.uniform(1.0, 8e9) for _ in range(3000)]
+    times += [1_764_412_345.0 + rng.random() for _ in range(3000)]
+    times += [rng.uniform(1.0, 10.0) for _ in range(1000)]
+    for _ in range(3000):
+        t = (2 * rng.randrange(2000, 8_000_000_000_000) + 1) / 2000
+        for _ in range(rng.randrange(-4, 5)):
+            t = math.nextafter(t, math.inf)
+        times.append(t)
+    shortened = 0
+    for now in times:
+        found = _ts_window_fast(now)
+        if found is None:
+            continue
+        shortened += 1
+        text, start, until = found
+        assert text == repr(round(now, 3)), now
+        k = round(float(text) * 1000)
+        assert _double_above(2 * k - 1, strictly=True) <= start <= now < until
+        assert until <= _double_above(2 * k + 1, strictly=False)
+        assert until - start > 0.001 - 2 * math.ulp(now)
+        assert _ts_window(now) == found
+    assert shortened > len(times) // 2
 
 
 @pytest.mark.parametrize(

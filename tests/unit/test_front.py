@@ -7,7 +7,8 @@ from typing import Any
 
 import httpx
 import pytest
-from starlette.responses import Response
+from starlette.background import BackgroundTask
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from tagserver.front import Front
@@ -165,3 +166,35 @@ def test_refusals_on_the_hot_route_are_counted_as_hits() -> None:
     assert 'tagserver_hits_total{outcome="rejected"} 1.0' in text
     assert 'tagserver_hits_total{outcome="unavailable"} 1.0' in text
     assert 'tagserver_hits_total{outcome="accepted"} 0.0' in text
+
+
+def test_a_hot_route_answer_with_its_own_sending_is_sent_by_it() -> None:
+    """A plain answer's two messages are sent by the front itself; an answer with a background
+    task, or of a class that sends itself (streaming), is sent by its own ``__call__``."""
+    ran: list[str] = []
+
+    async def later() -> None:
+        ran.append("background")
+
+    async def chunks() -> Any:
+        yield b"stre"
+        yield b"amed"
+
+    answers = iter([
+        Response(b"plain", status_code=201, headers={"x-a": "1"}),
+        Response(b"with task", background=BackgroundTask(later)),
+        StreamingResponse(chunks()),
+    ])  # fmt: skip
+
+    async def fast(scope: Scope, receive: Receive) -> Response:
+        return next(answers)
+
+    log = Recorder()
+    front = _front(fast, log)
+    plain = _get(front, "POST", "/e")
+    assert (plain.status_code, plain.content, plain.headers["x-a"]) == (201, b"plain", "1")
+    assert _get(front, "POST", "/e").content == b"with task"
+    assert ran == ["background"]
+    assert _get(front, "POST", "/e").content == b"streamed"
+    assert log.lines == [("POST", "/e", 201), ("POST", "/e", 200), ("POST", "/e", 200)]
+    assert front.in_flight == 0
