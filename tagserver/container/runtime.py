@@ -17,7 +17,7 @@ from tagserver.container.scope import ClientName, Scope, scope_from_event
 from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
-from tagserver.meta.events import meta_event_name
+from tagserver.meta.events import GA4_TO_META, meta_event_name
 from tagserver.tags import Outbound, TagResult
 
 log = logging.getLogger("tagserver.container")
@@ -74,7 +74,7 @@ def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
     """Evaluate every tag of ``container`` on ``event``; ``now`` is unix seconds. Never raises."""
-    return run_scope(container, scope_from_event(event), default_country=default_country, now=now)
+    return _run(container, scope_from_event(event), default_country, now)
 
 
 def run_scope(
@@ -92,9 +92,19 @@ def run_scope(
     """
     if explain:
         return _explained(container, scope, default_country=default_country, now=now)
+    return _run(container, scope, default_country, now)
+
+
+def _run(
+    container: Container, scope: Scope, default_country: str | None, now: float
+) -> ContainerResult:
+    """:func:`run_scope` without ``explain``: the loop each hit runs (positional: one call per
+    event, from :func:`run_container` or :func:`run_scope`)."""
     result = _empty_result()
     name = scope.data.get("event_name")
-    key = meta_event_name(name if type(name) is str else (as_text(name) or ""))
+    if type(name) is not str:
+        name = as_text(name) or ""
+    key = GA4_TO_META.get(name, name)  # meta_event_name(name)
     consent = scope.consent
     views: dict[tuple[Transformation, ...], Scope] | None = None  # equal transformations
     # Container.plan has kept the tags this client's events can fire, and per tag only the
@@ -127,7 +137,16 @@ def run_scope(
             log.exception("tag failed", extra={"tag": entry.name, "error": type(exc).__name__})
             result.drops.append((entry.name, "tag_error", type(exc).__name__))
             continue
-        _add(result, entry.name, built)
+        # _add(result, entry.name, built), written out: one or more per event
+        tag_name = entry.name
+        result.fired.append(tag_name)
+        if built.commands:
+            result.commands.extend(built.commands)
+        for outbound in built.outbound:
+            result.outbound.append(outbound)
+            result.outbound_tags.append(tag_name)
+        for reason, detail in built.drops:
+            result.drops.append((tag_name, reason, detail))
     return result
 
 
