@@ -58,18 +58,6 @@ class ContainerResult:
 _new_object = object.__new__
 
 
-def _empty_result() -> ContainerResult:
-    """``ContainerResult()`` without the call of its ``__init__`` (one result per event)."""
-    result: ContainerResult = _new_object(ContainerResult)
-    result.commands = []
-    result.outbound = []
-    result.outbound_tags = []
-    result.drops = []
-    result.fired = []
-    result.not_fired = []
-    return result
-
-
 def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
@@ -100,7 +88,14 @@ def _run(
 ) -> ContainerResult:
     """:func:`run_scope` without ``explain``: the loop each hit runs (positional: one call per
     event, from :func:`run_container` or :func:`run_scope`)."""
-    result = _empty_result()
+    # ContainerResult() without the type call and its __init__ (one result per event)
+    result: ContainerResult = _new_object(ContainerResult)
+    result.commands = []
+    result.outbound = []
+    result.outbound_tags = []
+    result.drops = []
+    result.fired = []
+    result.not_fired = []
     name = scope.data.get("event_name")
     if type(name) is not str:
         name = as_text(name) or ""
@@ -110,7 +105,10 @@ def _run(
     # Container.plan has kept the tags this client's events can fire, and per tag only the
     # triggers and exceptions whose event lists name the event: ContainerTag.fires, reduced.
     client: ClientName = "collect" if scope.ga4 is None else "ga4"  # scope.client
-    for entry, triggers, exceptions in container.plan(key, client):
+    plans = container._candidates.get((key, client))  # container.plan(key, client), once made
+    if plans is None:
+        plans = container.plan(key, client)
+    for entry, triggers, exceptions in plans:
         try:
             if entry.require_consent and consent is not GRANTED:
                 if not all(consent.granted(kind) for kind in entry.require_consent):
