@@ -232,17 +232,19 @@ class MetaTag:
                 drops.append(("invalid_purchase_token", f"purchase token: {verdict or 'missing'}"))
                 return TagResult(drops=drops)
         raw_custom = data.get("custom_data")
-        if (
-            type(raw_custom) is dict
-            and not self.custom_data
-            # none of the keys common_custom_data reads (four lookups; a set's isdisjoint would
-            # walk every key of the event data)
-            and "value" not in data
-            and "currency" not in data
-            and "transaction_id" not in data
-            and "items" not in data
-        ):
-            custom_data: Mapping[str, Any] = raw_custom  # what _custom_data gives, directly
+        custom_data: Mapping[str, Any]
+        if type(raw_custom) is dict and not self.custom_data:  # what _custom_data gives:
+            if (
+                # any of the keys common_custom_data reads (four lookups; a set's isdisjoint
+                # would walk every key of the event data)
+                "value" in data
+                or "currency" in data
+                or "transaction_id" in data
+                or "items" in data
+            ):
+                custom_data = _topped_up(data, raw_custom)
+            else:
+                custom_data = raw_custom
         else:
             custom_data = self._custom_data(scope)
         if "purchase_token" in custom_data:  # never forwarded
