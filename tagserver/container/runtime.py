@@ -17,7 +17,7 @@ from tagserver.container.scope import ClientName, Scope, scope_from_event
 from tagserver.container.transformations import Transformation, apply_transformations
 from tagserver.container.values import as_text
 from tagserver.event import Event
-from tagserver.meta.events import meta_event_name
+from tagserver.meta.events import GA4_TO_META, meta_event_name
 from tagserver.tags import Outbound, TagResult
 
 log = logging.getLogger("tagserver.container")
@@ -58,23 +58,11 @@ class ContainerResult:
 _new_object = object.__new__
 
 
-def _empty_result() -> ContainerResult:
-    """``ContainerResult()`` without the call of its ``__init__`` (one result per event)."""
-    result: ContainerResult = _new_object(ContainerResult)
-    result.commands = []
-    result.outbound = []
-    result.outbound_tags = []
-    result.drops = []
-    result.fired = []
-    result.not_fired = []
-    return result
-
-
 def run_container(
     container: Container, event: Event, *, default_country: str | None, now: float
 ) -> ContainerResult:
     """Evaluate every tag of ``container`` on ``event``; ``now`` is unix seconds. Never raises."""
-    return run_scope(container, scope_from_event(event), default_country=default_country, now=now)
+    return _run(container, scope_from_event(event), default_country, now)
 
 
 def run_scope(
@@ -92,15 +80,35 @@ def run_scope(
     """
     if explain:
         return _explained(container, scope, default_country=default_country, now=now)
-    result = _empty_result()
+    return _run(container, scope, default_country, now)
+
+
+def _run(
+    container: Container, scope: Scope, default_country: str | None, now: float
+) -> ContainerResult:
+    """:func:`run_scope` without ``explain``: the loop each hit runs (positional: one call per
+    event, from :func:`run_container` or :func:`run_scope`)."""
+    # ContainerResult() without the type call and its __init__ (one result per event)
+    result: ContainerResult = _new_object(ContainerResult)
+    result.commands = []
+    result.outbound = []
+    result.outbound_tags = []
+    result.drops = []
+    result.fired = []
+    result.not_fired = []
     name = scope.data.get("event_name")
-    key = meta_event_name(name if type(name) is str else (as_text(name) or ""))
+    if type(name) is not str:
+        name = as_text(name) or ""
+    key = GA4_TO_META.get(name, name)  # meta_event_name(name)
     consent = scope.consent
     views: dict[tuple[Transformation, ...], Scope] | None = None  # equal transformations
     # Container.plan has kept the tags this client's events can fire, and per tag only the
     # triggers and exceptions whose event lists name the event: ContainerTag.fires, reduced.
     client: ClientName = "collect" if scope.ga4 is None else "ga4"  # scope.client
-    for entry, triggers, exceptions in container.plan(key, client):
+    plans = container._candidates.get((key, client))  # container.plan(key, client), once made
+    if plans is None:
+        plans = container.plan(key, client)
+    for entry, triggers, exceptions in plans:
         try:
             if entry.require_consent and consent is not GRANTED:
                 if not all(consent.granted(kind) for kind in entry.require_consent):
@@ -127,7 +135,16 @@ def run_scope(
             log.exception("tag failed", extra={"tag": entry.name, "error": type(exc).__name__})
             result.drops.append((entry.name, "tag_error", type(exc).__name__))
             continue
-        _add(result, entry.name, built)
+        # _add(result, entry.name, built), written out: one or more per event
+        tag_name = entry.name
+        result.fired.append(tag_name)
+        if built.commands:
+            result.commands.extend(built.commands)
+        for outbound in built.outbound:
+            result.outbound.append(outbound)
+            result.outbound_tags.append(tag_name)
+        for reason, detail in built.drops:
+            result.drops.append((tag_name, reason, detail))
     return result
 
 
