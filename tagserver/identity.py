@@ -496,12 +496,23 @@ def resolve_identity(
     if analytics_storage and scope is not None:
         name = "__Host-tsid" if domain is None else "__Secure-tsid"  # visitor_cookie_name
         raw_ids = cookies.get(name)
-        if raw_ids is None and type(signer) is VisitorSigner:
-            # a new visitor: _visitor_id(signer, None), written out
-            visitor_id = random_hex32()  # 32 hex digits, as _VISITOR_ID_RE wants
-            signed = signer.sign_text(visitor_id)
-        else:
-            visitor_id, signed = _visitor_id(signer, raw_ids)
+        found = None
+        if type(signer) is VisitorSigner:
+            if raw_ids is None:
+                # a new visitor: _visitor_id(signer, None), written out
+                found = random_hex32()  # 32 hex digits, as _VISITOR_ID_RE wants
+                signed = signer.sign_text(found)
+            elif raw_ids:
+                # a returning visitor whose first value this signer gave or verified lately
+                # (most hits): _visitor_id's first step, its verify_text dict lookup inlined;
+                # anything else (another value, an older key, no match) goes to _visitor_id
+                signed = raw_ids if type(raw_ids) is str else raw_ids[0]
+                found = signer._verified.get(signed)
+                if found is not None and not _VISITOR_ID_RE.match(found):
+                    found = None
+        if found is None:
+            found, signed = _visitor_id(signer, raw_ids)
+        visitor_id = found
         out.append(_new_tuple(CookieSpec, (name, signed, max_age, domain, True)))
     return _new_tuple(Identity, (fbp, fbc, visitor_id, tuple(out)))
 

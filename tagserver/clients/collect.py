@@ -6,6 +6,7 @@ once in a :class:`~tagserver.exceptions.HitRejected` (answered 400 with the JSON
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -438,26 +439,33 @@ def event_from_hit(
     ``page_url`` the hit's ``event_source_url`` (or, on ``/e``, the Referer); ``received_at`` unix
     seconds; ``fbp``/``fbc``/``visitor_id`` already validated."""
     fields = hit.__dict__  # the frozen hit's fields, read without an attribute lookup each
-    return event_from_fields({  # every field of Event, in its order
-        "event_name": fields["event_name"],
-        "event_id": event_id,
-        "event_time": fields["event_time"],
-        "received_at": received_at,
-        "event_source_url": page_url,
-        "referrer_url": fields["referrer_url"],
-        "custom_data": fields["custom_data"],
-        "user_data": fields["user_data"],
-        "consent": fields["consent"],
-        "client_ip": client_ip,
-        "user_agent": user_agent,
-        "fbp": fbp,
-        "fbc": fbc,
-        "visitor_id": visitor_id,
-        # None → {} (not ``cookies or {}``: the truth of the request's lazy mappings is a
-        # Python call each; an empty one is an empty mapping either way)
-        "cookies": {} if cookies is None else cookies,
-        "headers": {} if headers is None else headers,
-        "ga4": None,
-        "action_source": action_source,
-        "purchase_token": None,
-    })
+    # a copy of a dict with every field of Event, in its order, filled in by key: about a third
+    # cheaper than a dict display of 19 entries, which CPython 3.11 builds one MAP_ADD at a
+    # time, growing the dict twice on the way
+    event = _EVENT_FIELDS.copy()
+    event["event_name"] = fields["event_name"]
+    event["event_id"] = event_id
+    event["event_time"] = fields["event_time"]
+    event["received_at"] = received_at
+    event["event_source_url"] = page_url
+    event["referrer_url"] = fields["referrer_url"]
+    event["custom_data"] = fields["custom_data"]
+    event["user_data"] = fields["user_data"]
+    event["consent"] = fields["consent"]
+    event["client_ip"] = client_ip
+    event["user_agent"] = user_agent
+    event["fbp"] = fbp
+    event["fbc"] = fbc
+    event["visitor_id"] = visitor_id
+    # None → {} (not ``cookies or {}``: the truth of the request's lazy mappings is a Python
+    # call each; an empty one is an empty mapping either way)
+    event["cookies"] = {} if cookies is None else cookies
+    event["headers"] = {} if headers is None else headers
+    event["action_source"] = action_source
+    # "ga4" and "purchase_token" stay None, as in the copied dict
+    return event_from_fields(event)
+
+
+#: Every field of :class:`Event`, in its order, each ``None``: what :func:`event_from_hit` copies
+#: and fills in (its ``ga4`` and ``purchase_token`` stay ``None``).
+_EVENT_FIELDS: dict[str, object] = dict.fromkeys(item.name for item in dataclasses.fields(Event))
