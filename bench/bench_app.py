@@ -18,13 +18,14 @@ Two measures:
   depend on what else the machine runs: use them to compare two versions of the code. Repeated
   counts of one version moved by up to about 3 % at 1,000 hits (the sender's retries against the
   closed Graph port depend on timing): compare versions back to back, with ``--hits 2000`` or the
-  mean of several counts.
+  mean of several counts, or add ``--repeatable`` (delivery a dry run, no claims during a run).
 
 Run from the repository root::
 
     .venv/bin/python bench/bench_app.py                       # 20,000 hits per run, 7 runs
     .venv/bin/python bench/bench_app.py --outbox sqlite
     .venv/bin/python bench/bench_app.py --instructions        # needs valgrind
+    .venv/bin/python bench/bench_app.py --instructions --repeatable
 """
 
 from __future__ import annotations
@@ -50,10 +51,13 @@ from bench_hot_path import NOW, UA, body, mix_kind  # noqa: E402
 WARM_HITS = 300
 
 
-def environment(outbox: str, tmp: str) -> dict[str, str]:
+def environment(outbox: str, tmp: str, *, repeatable: bool = False) -> dict[str, str]:
     """The server's settings for this benchmark (limits and bot blocking off, as in the harness:
-    every hit comes from one address)."""
-    return {
+    every hit comes from one address). ``repeatable``: delivery is a dry run (the Graph API
+    requests are recorded, not sent, so no retry's timing enters the count) and the sender
+    claims every 1,000 s (never during a run): what is left varies little between counts."""
+    extra = {"TAGSERVER_DRY_RUN": "1", "TAGSERVER_FLUSH_INTERVAL": "1000"} if repeatable else {}
+    return extra | {
         "TAGSERVER_SITE_DOMAINS": "www.shop.example",
         "TAGSERVER_META_GRAPH_URL": "http://127.0.0.1:9",
         "TAGSERVER_OUTBOX": "memory" if outbox == "memory" else f"{tmp}/outbox.sqlite3",
@@ -140,24 +144,29 @@ async def run_hits(app: Any, bodies: list[bytes], runs: int, concurrency: int) -
     return results
 
 
-def measure(hits: int, runs: int, outbox: str, concurrency: int) -> list[float]:
-    """CPU µs per hit of each run, in this process."""
+def measure(
+    hits: int, runs: int, outbox: str, concurrency: int, *, repeatable: bool = False
+) -> list[float]:
+    """CPU µs per hit of each run, in this process (``repeatable``: see :func:`environment`)."""
     import uvloop
 
     now = int(time.time())
     bodies = [body(i, mix_kind(i)).replace(str(NOW).encode(), str(now).encode())
               for i in range(hits)]  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ.update(environment(outbox, tmp))
+        os.environ.update(environment(outbox, tmp, repeatable=repeatable))
         from tagserver.app import app_from_environment
 
         app = app_from_environment()
         return uvloop.run(run_hits(app, bodies, runs, concurrency))
 
 
-def count_instructions(hits: int, outbox: str, concurrency: int) -> float:
+def count_instructions(
+    hits: int, outbox: str, concurrency: int, *, repeatable: bool = False
+) -> float:
     """Instructions per hit under callgrind: (count of 3 × ``hits``) − (count of ``hits``), over
-    2 × ``hits``. Raises ``SystemExit`` when valgrind is missing or a run fails."""
+    2 × ``hits`` (``repeatable``: see :func:`environment`). Raises ``SystemExit`` when valgrind
+    is missing or a run fails."""
     valgrind = shutil.which("valgrind")
     if valgrind is None:
         raise SystemExit("valgrind is not installed (Debian: apt-get install valgrind)")
@@ -168,7 +177,7 @@ def count_instructions(hits: int, outbox: str, concurrency: int) -> float:
             run = subprocess.run(
                 [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
                  __file__, "--hits", str(n), "--runs", "1", "--outbox", outbox,
-                 "--concurrency", str(concurrency)],
+                 "--concurrency", str(concurrency), *(["--repeatable"] if repeatable else [])],
                 capture_output=True, text=True, check=False,
             )  # fmt: skip
             collected = [line for line in run.stderr.splitlines() if "Collected :" in line]
@@ -188,16 +197,24 @@ def main() -> None:
                         help="hits in flight together (wrk's connections in the harness)")
     parser.add_argument("--instructions", action="store_true",
                         help="count instructions per hit with valgrind instead of timing")
+    parser.add_argument("--repeatable", action="store_true",
+                        help="dry-run delivery and no claims during a run: counts that move "
+                             "less between runs, to compare two versions of the code")
     args = parser.parse_args()
     if args.instructions:
         hits = args.hits or 1000
-        per_hit = count_instructions(hits, args.outbox, args.concurrency)
-        print(f"instructions per hit ({args.outbox} outbox, callgrind, {hits} vs {3 * hits} "
-              f"hits): {per_hit:,.0f}")
+        per_hit = count_instructions(hits, args.outbox, args.concurrency,
+                                     repeatable=args.repeatable)
+        kind = ", repeatable" if args.repeatable else ""
+        print(f"instructions per hit ({args.outbox} outbox{kind}, callgrind, {hits} vs "
+              f"{3 * hits} hits): {per_hit:,.0f}")
         return
-    results = measure(args.hits or 20_000, args.runs, args.outbox, args.concurrency)
+    results = measure(args.hits or 20_000, args.runs, args.outbox, args.concurrency,
+                      repeatable=args.repeatable)
     best, median = min(results), statistics.median(results)
-    print(f"CPU µs per hit, whole app in process ({args.outbox} outbox, {args.hits or 20_000} "
+    kind = ", repeatable" if args.repeatable else ""
+    print(f"CPU µs per hit, whole app in process ({args.outbox} outbox{kind}, "
+          f"{args.hits or 20_000} "
           f"hits per run, {args.concurrency} at a time): best {best:.1f}, median {median:.1f} "
           f"of {len(results)} runs")  # fmt: skip
 

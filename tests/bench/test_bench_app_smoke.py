@@ -11,3 +11,10 @@ def test_bench_app_smoke() -> None:
     (it exits non-zero otherwise)."""
     stdout = run_bench("bench_app.py", "--hits", "300", "--runs", "1")
     assert "CPU µs per hit, whole app in process (memory outbox, 300 hits" in stdout, stdout
+
+
+def test_bench_app_repeatable_smoke() -> None:
+    """``--repeatable`` (dry-run delivery, no claims during a run) runs end to end, every hit
+    answered 200, and says so in its line."""
+    stdout = run_bench("bench_app.py", "--hits", "300", "--runs", "1", "--repeatable")
+    assert "(memory outbox, repeatable, 300 hits" in stdout, stdout
