@@ -62,7 +62,7 @@ ALIASES: dict[str, tuple[str, str]] = {
 }
 
 #: ``(alias, custom_data key)`` of the aliases that copy a value.
-_SCALAR_ALIASES = tuple(
+SCALAR_ALIASES = tuple(
     (alias, ALIASES[alias][1]) for alias in ("value", "currency", "transaction_id")
 )
 
@@ -114,15 +114,10 @@ def event_data_from_event(event: Event) -> dict[str, Any]:
         return data
     # add_aliases(data), written out for this data: none of the aliases is there yet and
     # custom_data is a dict
-    found = custom.get("value")
-    if found is not None:
-        data["value"] = found
-    found = custom.get("currency")
-    if found is not None:
-        data["currency"] = found
-    found = custom.get("order_id")
-    if found is not None:
-        data["transaction_id"] = found
+    for alias, source in SCALAR_ALIASES:
+        found = custom.get(source)
+        if found is not None:
+            data[alias] = found
     contents = custom.get("contents")
     if isinstance(contents, list):
         data["items"] = [_item(entry) for entry in contents]
@@ -164,7 +159,7 @@ def add_aliases(data: dict[str, Any]) -> dict[str, Any]:
     custom = data.get("custom_data")
     if not (isinstance(custom, dict) or isinstance(custom, Mapping)):
         return data
-    for alias, source in _SCALAR_ALIASES:
+    for alias, source in SCALAR_ALIASES:
         if alias not in data and custom.get(source) is not None:
             data[alias] = custom[source]
     contents = custom.get("contents")

@@ -135,16 +135,7 @@ def _run(
             log.exception("tag failed", extra={"tag": entry.name, "error": type(exc).__name__})
             result.drops.append((entry.name, "tag_error", type(exc).__name__))
             continue
-        # _add(result, entry.name, built), written out: one or more per event
-        tag_name = entry.name
-        result.fired.append(tag_name)
-        if built.commands:
-            result.commands.extend(built.commands)
-        for outbound in built.outbound:
-            result.outbound.append(outbound)
-            result.outbound_tags.append(tag_name)
-        for reason, detail in built.drops:
-            result.drops.append((tag_name, reason, detail))
+        _add(result, entry.name, built)
     return result
 
 

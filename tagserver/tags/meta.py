@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, cast
 from urllib.parse import urlencode
 
-from tagserver.container.event_data import PURCHASE_TOKEN_KEY
+from tagserver.container.event_data import PURCHASE_TOKEN_KEY, SCALAR_ALIASES
 from tagserver.container.values import CompileContext, Value, as_number, as_text, compile_value
 from tagserver.meta.capi import ACTION_SOURCES, ActionSource, CapiEvent, CapiUserData
 from tagserver.meta.events import GA4_TO_META, STANDARD_EVENTS, meta_event_name
@@ -448,10 +448,10 @@ def common_custom_data(data: Mapping[str, Any]) -> dict[str, Any]:
     ``transaction_id`` → ``order_id``, ``items`` → ``contents`` (``item_id`` → ``id``,
     ``quantity``, ``price`` → ``item_price``). The event's ``custom_data`` object wins over these."""
     base: dict[str, Any] = {}
-    for source, target in (("value", "value"), ("currency", "currency"),
-                           ("transaction_id", "order_id")):
-        if data.get(source) is not None:
-            base[target] = data[source]
+    for source, target in SCALAR_ALIASES:  # the event data aliases, the other way round
+        found = data.get(source)
+        if found is not None:
+            base[target] = found
     items = data.get("items")
     if isinstance(items, list):
         contents = _contents(items)
@@ -483,15 +483,10 @@ def _topped_up(data: Mapping[str, Any], raw: Mapping[str, Any]) -> Mapping[str, 
     ``items`` when ``raw`` has its own, which replaces it (only where the key stands counts).
     """
     base: dict[str, Any] = {}
-    found = data.get("value")
-    if found is not None:
-        base["value"] = found
-    found = data.get("currency")
-    if found is not None:
-        base["currency"] = found
-    found = data.get("transaction_id")
-    if found is not None:
-        base["order_id"] = found
+    for source, target in SCALAR_ALIASES:  # as common_custom_data
+        found = data.get(source)
+        if found is not None:
+            base[target] = found
     items = data.get("items")
     if isinstance(items, list):
         if "contents" not in raw:
