@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tagserver.consent import GRANTED, Consent, parse_consent
-from tagserver.event import Event, event_from_fields
+from tagserver.event import Event
 from tagserver.exceptions import HitRejected
 from tagserver.json_codec import loads_fast, too_deep
 
@@ -475,24 +475,33 @@ def event_from_hit(
     event["event_time"] = hit.event_time
     event["received_at"] = received_at
     event["event_source_url"] = page_url
-    event["referrer_url"] = hit.referrer_url
+    referrer_url = hit.referrer_url
+    if referrer_url is not None:  # the copied dict holds None: a store costs ~250 instructions
+        event["referrer_url"] = referrer_url
     event["custom_data"] = hit.custom_data
     event["user_data"] = hit.user_data
     event["consent"] = hit.consent
     event["client_ip"] = client_ip
     event["user_agent"] = user_agent
     event["fbp"] = fbp
-    event["fbc"] = fbc
+    if fbc is not None:  # most visitors have no click id
+        event["fbc"] = fbc
     event["visitor_id"] = visitor_id
     # None → {} (not ``cookies or {}``: the truth of the request's lazy mappings is a Python
     # call each; an empty one is an empty mapping either way)
     event["cookies"] = {} if cookies is None else cookies
     event["headers"] = {} if headers is None else headers
-    event["action_source"] = action_source
-    # "ga4" and "purchase_token" stay None, as in the copied dict
-    return event_from_fields(event)
+    if action_source != "website":  # the copied dict holds "website"
+        event["action_source"] = action_source
+    # "ga4" and "purchase_token" stay None, as in the copied dict; event_from_fields(event)
+    # written out (a Python call less)
+    made = _new_object(Event)
+    _set_attribute(made, "__dict__", event)
+    return made
 
 
-#: Every field of :class:`Event`, in its order, each ``None``: what :func:`event_from_hit` copies
-#: and fills in (its ``ga4`` and ``purchase_token`` stay ``None``).
+#: Every field of :class:`Event`, in its order, each ``None`` but ``action_source``
+#: (``"website"``): what :func:`event_from_hit` copies and fills in (its ``ga4`` and
+#: ``purchase_token`` stay ``None``).
 _EVENT_FIELDS: dict[str, object] = dict.fromkeys(item.name for item in dataclasses.fields(Event))
+_EVENT_FIELDS["action_source"] = "website"
