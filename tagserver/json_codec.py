@@ -86,7 +86,7 @@ _OPTIONS = (
 )
 
 
-def loads_fast(data: bytes | bytearray, *, max_depth: int = SAFE_DEPTH) -> Any:
+def loads_fast(data: bytes | bytearray, max_depth: int = SAFE_DEPTH) -> Any:
     """``json.loads(data)``'s value, decoded by orjson, or :data:`MISS` when stdlib must decide:
     the text holds 19 digits in a row (not counting ``{`` and ``[`` between them), orjson refuses
     it, or it nests deeper than ``max_depth`` levels (the outermost value is level 1)."""

@@ -259,13 +259,14 @@ def parse_collect_body(body: bytes, *, now: float | None = None) -> CollectHit:
 
     Raises :class:`HitRejected` with every field error (``{"field", "message"}``).
     """
-    data = loads_fast(body, max_depth=MAX_DEPTH)  # decode_json_body's first step
+    # decode_json_body's first step; both calls positional (a keyword costs ~175 instructions)
+    data = loads_fast(body, MAX_DEPTH)
     if type(data) is not dict:
         data = decode_json_body(body)  # it decides (and tries orjson once more: a rare body)
-    return parse_collect_object(data, now=now)
+    return parse_collect_object(data, now)
 
 
-def parse_collect_object(data: dict[str, Any], *, now: float | None = None) -> CollectHit:
+def parse_collect_object(data: dict[str, Any], now: float | None = None) -> CollectHit:
     """:func:`parse_collect_body` for an already decoded JSON object (one event of a
     ``POST /api/events`` batch too). Raises :class:`HitRejected` with every field error.
 
