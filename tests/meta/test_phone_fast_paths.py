@@ -184,3 +184,21 @@ def test_normalize_phone_on_every_example_number_in_every_format() -> None:
                 assert normalize_phone(text, country=country) == reference_normalize_phone(
                     text, country=country
                 ), (text, country)
+
+
+def test_one_reading_valid_or_possible_in_either_order() -> None:
+    """A single reading is sent when it is possible or valid: the cheap test first changes
+    nothing for numbers that are only one of the two (valid with under 6 national digits or a
+    leading zero; possible but not valid) or neither."""
+    cases = {
+        ("+683 4002", None): "6834002",  # valid, 4 national digits: not "possible" here
+        ("+39 06 6982 0000", None): "390669820000",  # valid, Italian leading zero
+        ("066982000", "IT"): "39066982000",  # the same, national
+        ("+1 555 555 5555", None): "15555555555",  # possible, not valid
+        ("+1 650 555 1234", None): "16505551234",  # both
+        ("+49 30 1", None): None,  # neither
+        ("+1 1234", None): None,
+    }
+    for (text, country), expected in cases.items():
+        assert normalize_phone(text, country=country) == expected, text
+        assert reference_normalize_phone(text, country=country) == expected, text
