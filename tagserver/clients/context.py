@@ -415,30 +415,49 @@ def set_cookies(response: Response, cookies: Iterable[CookieSpec]) -> None:
 
     The same headers as :func:`set_cookie_header` of each :func:`cookie_is_safe` cookie, made
     in fewer steps: the name and the attributes after the value (Domain, HttpOnly, Max-Age)
-    come from the code and the settings, so they are checked and the tail's text written once
-    per ``(name, max_age, domain, httponly)`` (:data:`_COOKIE_TAILS`); the value is checked on
-    every cookie."""
+    come from the code and the settings, so they are checked and their text written once per
+    cookie scope and name (:data:`_COOKIE_TAILS`); the value is checked on every cookie."""
     headers = response.raw_headers
     for cookie in cookies:
         name, value, max_age, domain, httponly = cookie
-        # an int Max-Age only: True or 1.0 would find 1's entry but are written otherwise
-        tail = (
-            _COOKIE_TAILS.get((name, max_age, domain, httponly)) if type(max_age) is int else None
-        )
-        if tail is not None and _COOKIE_VALUE_RE.match(value):
-            headers.append((b"set-cookie", f"{name}={value}{tail}".encode("ascii")))
+        try:
+            known = _COOKIE_TAILS[domain][name]
+        except KeyError:
+            known = None
+        if (
+            known is not None
+            # the very int remembered (True or 1.0 would equal 1 but are written otherwise;
+            # another int object of the same value only takes the longer way)
+            and known[0] is max_age
+            and known[1] is httponly
+            and _COOKIE_VALUE_RE.match(value)
+        ):
+            headers.append((b"set-cookie", f"{known[2]}{value}{known[3]}".encode()))
         elif cookie_is_safe(cookie):
             headers.append((b"set-cookie", set_cookie_header(cookie)))
-            if type(max_age) is int and len(_COOKIE_TAILS) < 64:
-                _COOKIE_TAILS[name, max_age, domain, httponly] = _cookie_tail(cookie)
+            if type(max_age) is int and type(httponly) is bool:
+                _remember_tail(cookie)
         else:
             log.error("cookie not set: malformed", extra={"cookie": cookie.name[:64]})
 
 
-#: ``(name, max_age, domain, httponly)`` of a cookie that passed :func:`cookie_is_safe` → the
-#: text of its ``Set-Cookie`` header after the value (:func:`_cookie_tail`); a handful, from the
-#: code and the settings.
-_COOKIE_TAILS: dict[tuple[str, int, str | None, bool], str] = {}
+#: Cookie scope (the Domain; ``None``: host-only) → cookie name → ``(max_age, httponly,
+#: "name=", tail)`` of the last cookie of that Domain and name that passed
+#: :func:`cookie_is_safe`: what :func:`set_cookies` writes around a value (ASCII; ``tail`` is
+#: :func:`_cookie_tail`). Real traffic has a handful of scopes and names: 16 of each at most.
+_COOKIE_TAILS: dict[str | None, dict[str, tuple[int, bool, str, str]]] = {}
+
+
+def _remember_tail(cookie: CookieSpec) -> None:
+    """Keep the text around ``cookie``'s value (it passed :func:`cookie_is_safe`; an int
+    ``max_age``, a bool ``httponly``) in :data:`_COOKIE_TAILS`."""
+    tails = _COOKIE_TAILS.get(cookie.domain)
+    if tails is None:
+        if len(_COOKIE_TAILS) >= 16:
+            return
+        tails = _COOKIE_TAILS[cookie.domain] = {}
+    if cookie.name in tails or len(tails) < 16:
+        tails[cookie.name] = (cookie.max_age, cookie.httponly, f"{cookie.name}=", _cookie_tail(cookie))
 
 
 def _cookie_tail(cookie: CookieSpec) -> str:

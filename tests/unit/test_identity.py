@@ -559,6 +559,24 @@ def test_visitor_signer_sign_text_and_verify_text_match_itsdangerous() -> None:
     assert VisitorSigner("k", salt=VISITOR_ID_SALT).verify_text("é" * 32 + ".abc") is None
 
 
+def test_visitor_signer_signs_alike_with_either_sha1(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the HMAC states come from CPython's built-in SHA-1 when the build has it, else OpenSSL's
+    # hashlib.sha1: the same signatures (those of itsdangerous' Signer) either way
+    import hashlib
+
+    from tagserver import identity
+
+    for sha1 in (identity._SHA1, hashlib.sha1):
+        monkeypatch.setattr(identity, "_SHA1", sha1)
+        for key in ("k", "x" * 200, ["old-key", "new-key"]):
+            plain = Signer(key, salt=VISITOR_ID_SALT)
+            fast = identity.VisitorSigner(key, salt=VISITOR_ID_SALT)
+            for value in ("0" * 32, "0123456789abcdef0123456789abcdef", ""):
+                assert fast.sign_text(value) == plain.sign(value).decode()
+                assert fast.get_signature(value) == plain.get_signature(value)
+                assert fast.verify_signature(value, plain.get_signature(value))
+
+
 def visitor_signer(key: str = "unit-test-signing-key-0123456789") -> Signer:
     from tagserver.identity import VisitorSigner
 

@@ -217,6 +217,33 @@ def test_set_cookies_writes_what_set_cookie_header_writes() -> None:
         ]
 
 
+def test_set_cookies_remembers_text_per_scope_and_name() -> None:
+    # the text around a value is remembered per Domain and name: several scopes alternating,
+    # an equal Max-Age of another int object, and more scopes than are remembered all write
+    # set_cookie_header's bytes
+    from starlette.responses import Response
+
+    from tagserver.clients import context
+    from tagserver.clients.context import set_cookies
+
+    age = int("7776000")
+    cookies = [
+        CookieSpec(name, f"fb.1.1700000000000.{i}", age if i % 2 else int("7776000"),
+                   domain, name == "__Secure-tsid")
+        for i in range(3)
+        for domain in [None, "shop.example", "shop.de", *(f"s{n}.example" for n in range(20))]
+        for name in ("_fbp", "__Secure-tsid", *(f"c{n}" for n in range(20)))
+    ]  # fmt: skip
+    for _ in range(2):
+        response = Response()
+        set_cookies(response, cookies)
+        assert [v for k, v in response.raw_headers if k == b"set-cookie"] == [
+            set_cookie_header(c) for c in cookies
+        ]
+    assert 0 < len(context._COOKIE_TAILS) <= 16
+    assert all(0 < len(names) <= 16 for names in context._COOKIE_TAILS.values())
+
+
 def test_visitor_cookies_of_the_rate_limit_are_starlettes() -> None:
     # check_rate_limits parses only the chunks that can hold a visitor id cookie
     import random
