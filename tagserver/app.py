@@ -58,7 +58,6 @@ from tagserver.http import (
     check_raw_content_type,
     cors_headers,
     error_response,
-    first_headers,
     origin_allowed,
     preflight_headers,
     receive_body,
@@ -443,7 +442,7 @@ async def handle_collect(state: AppState, scope: Scope, receive: Receive) -> Res
     raw = scope["headers"]  # raw_headers(request): Starlette's Headers makes a non-list a list
     if type(raw) is not list:
         raw = scope["headers"] = list(raw)
-    headers = first_headers(raw)
+    headers = dict(reversed(raw))  # first_headers(raw) of a list, inline: a call less per hit
     found = headers.get(b"host")  # header values as Starlette gives them: latin-1
     host = found.decode("latin-1") if found is not None else None
     found = headers.get(b"origin")
@@ -451,7 +450,8 @@ async def handle_collect(state: AppState, scope: Scope, receive: Receive) -> Res
     allowed_origin: str | None = None  # once allowed: error answers carry its CORS headers
     try:
         if origin is not None:
-            if not origin_allowed(origin, host=host, allowed=settings.allowed_origins):
+            allowed = settings.allowed_origins  # listed: allowed without origin_allowed's call
+            if origin not in allowed and not origin_allowed(origin, host=host, allowed=allowed):
                 raise OriginNotAllowed(
                     "origin not allowed",
                     errors=[{"field": "origin", "message": "add it to TAGSERVER_ALLOWED_ORIGINS"}],

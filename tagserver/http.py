@@ -57,7 +57,10 @@ class JSONReply(JSONResponse):
     ) -> None:
         self.status_code = status_code
         body = self.body = dumps(content, _stdlib_compact)
-        length = (b"content-length", b"%d" % len(body))
+        size = len(body)
+        length = _LENGTHS[size] if size < _KNOWN_LENGTHS else None
+        if length is None:
+            length = _length_header(size)
         if isinstance(headers, tuple):
             self.raw_headers = [*headers, length, _JSON_TYPE]
         else:
@@ -65,6 +68,21 @@ class JSONReply(JSONResponse):
                 (k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()
             ]
             self.raw_headers += (length, _JSON_TYPE)
+
+
+#: Body sizes whose ``Content-Length`` header :data:`_LENGTHS` keeps.
+_KNOWN_LENGTHS = 2048
+#: The ``Content-Length`` header of a body size below :data:`_KNOWN_LENGTHS` once an answer had
+#: it (else ``None``): a list read costs less than formatting the number for every answer.
+_LENGTHS: list[tuple[bytes, bytes] | None] = [None] * _KNOWN_LENGTHS
+
+
+def _length_header(size: int) -> tuple[bytes, bytes]:
+    """The ``Content-Length`` header of a body of ``size`` bytes (kept in :data:`_LENGTHS`)."""
+    header = (b"content-length", b"%d" % size)
+    if size < _KNOWN_LENGTHS:
+        _LENGTHS[size] = header
+    return header
 
 
 #: :class:`JSONReply`'s ``Content-Type`` header.

@@ -165,9 +165,22 @@ class AccessLog:
         ``(method, path, status)`` and ``ms`` (2 decimals): the bytes ``JsonFormatter`` writes.
         """
         log = self.log
-        if not log.isEnabledFor(logging.INFO):
+        if not log.isEnabledFor(_INFO):
             return
-        handler = _direct_handler(log)
+        # _direct_handler(log), its checks written out while the handler of the last direct
+        # line is still the logger's only one (it had the mark then; a call less per line)
+        handler = self._handler
+        handlers = log.handlers
+        if (
+            handler is None
+            or len(handlers) != 1
+            or handlers[0] is not handler
+            or log.filters
+            or log.propagate
+            or handler.filters
+            or handler.level > _INFO
+        ):
+            handler = _direct_handler(log)
         if handler is not None:
             middle = self._middles.get((method, path, status))
             if middle is None:
@@ -269,6 +282,7 @@ def _direct_handler(logger: logging.Logger) -> logging.StreamHandler[Any] | None
 
 
 _DIRECT_MARK = "_tagserver_json"
+_INFO = logging.INFO
 
 #: Entries kept at most in each of :class:`AccessLog`'s remembered texts (then emptied).
 _MAX_CACHED = 4096

@@ -47,3 +47,15 @@ def test_encoded_answer_headers_are_the_no_store_and_cors_headers() -> None:
     reply = JSONReply({}, answer_headers(origin))
     reply.raw_headers.append((b"set-cookie", b"a=b"))  # the cached headers stay as they were
     assert (b"set-cookie", b"a=b") not in answer_headers(origin)
+
+
+@pytest.mark.parametrize("size", [0, 1, 9, 10, 2047, 2048, 5000])
+def test_content_length_of_every_size_kept_or_not(size: int) -> None:
+    """The remembered Content-Length headers (sizes below 2,048) and the formatted ones agree
+    with the body, also the second time a size is answered."""
+    content = "x" * max(0, size - 2)  # a JSON string: two quotes around size - 2 characters
+    for _ in range(2):
+        reply = JSONReply(content, {"cache-control": "no-store"})
+        if size >= 2:
+            assert len(reply.body) == size
+        assert dict(reply.raw_headers)[b"content-length"] == str(len(reply.body)).encode()
