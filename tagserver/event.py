@@ -137,6 +137,12 @@ def event_from_fields(fields: dict[str, object]) -> Event:
     return event
 
 
+# CPython 3.11 specializes ``event.consent`` (as every other field read) only while the class
+# attribute of that name, if any, is of an immutable type; the default ``GRANTED`` is a
+# ``Consent``. So the class attribute goes; the dataclass keeps the default in its field and
+# ``__init__`` has its own (as :class:`tagserver.clients.collect.CollectHit` does).
+del Event.consent
+
 #: The mapping fields: ``None`` given to ``__init__`` becomes a new empty dict.
 _MAPPINGS = frozenset({"custom_data", "user_data", "cookies", "headers"})
 

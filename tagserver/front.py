@@ -107,7 +107,7 @@ class Front:
         start = _perf_counter()
         status = 500
         path: str = scope["path"]
-        timer: Observer | None
+        timer: Observer | None = None  # set before anything can raise (the finally reads it)
         try:
             route = self._fast_routes.get((scope["method"], path))
             if route is not None:
