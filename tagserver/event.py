@@ -103,7 +103,8 @@ class Event:
     @classmethod
     def from_fields(cls, fields: dict[str, object]) -> Event:
         """An event whose instance dict is ``fields``, taken as it is (not copied): every field
-        of the class, no ``None`` for a mapping (see :func:`event_from_fields`)."""
+        of the class, no ``None`` for a mapping (as
+        :func:`tagserver.clients.collect.event_from_hit` makes the event of each hit)."""
         event = cls.__new__(cls)
         object.__setattr__(event, "__dict__", fields)
         return event
@@ -121,20 +122,6 @@ class Event:
         event = self.__class__.__new__(self.__class__)
         object.__setattr__(event, "__dict__", copied)
         return event
-
-
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-
-
-def event_from_fields(fields: dict[str, object]) -> Event:
-    """:meth:`Event.from_fields` as a plain function, for the one event per hit of
-    :func:`tagserver.clients.collect.event_from_hit`, which names every field: no keyword
-    binding and no second dict as through ``__init__``, and no bound method made per call as
-    for a classmethod (about 850 instructions less per event)."""
-    event = _new_object(Event)
-    _set_attribute(event, "__dict__", fields)
-    return event
 
 
 # CPython 3.11 specializes ``event.consent`` (as every other field read) only while the class

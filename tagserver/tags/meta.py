@@ -59,8 +59,9 @@ _ACTION_SOURCES: dict[str, ActionSource] = {
 }
 #: Integers below this (2**53) in magnitude are exact as floats: ``int(float(n)) == n``.
 _EXACT_INT = 2**53
-_new_object = object.__new__
 _MINUS_EXACT_INT = -_EXACT_INT  # a constant: ``-_EXACT_INT`` in a test is computed each time
+#: ``object.__new__``: a result made without its class's ``__init__`` (see :meth:`MetaTag.build`).
+_new_object = object.__new__
 
 
 @dataclass(frozen=True)
